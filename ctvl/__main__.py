@@ -1,0 +1,5 @@
+import sys
+
+from ctvl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""ctvl.synthesis."""
