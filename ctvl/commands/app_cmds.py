@@ -1,0 +1,24 @@
+"""``ctvl app``: start the Gradio viewer (Report and Evaluate tabs) on this machine."""
+
+from __future__ import annotations
+
+import typer
+
+
+def app_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the viewer to the network."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
+    max_upload_mb: int = typer.Option(1024, "--max-upload-mb", min=1, help="Refuse uploads larger than this (MiB)."),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, help="Requests of one kind processed at once."),
+) -> None:
+    """Start the viewer: upload a CT, browse axial/coronal/sagittal planes, generate and evaluate reports."""
+    from ctvl.viewer.server import serve
+
+    # the report model (issue 5) plugs in here through serve(report_fn=...); without it the
+    # Report tab says that no report model bundle is installed
+    serve(None, host=host, port=port, max_upload_bytes=max_upload_mb << 20, concurrency_limit=concurrency)
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    """Add ``ctvl app`` to the root app."""
+    app.command("app")(app_cmd)

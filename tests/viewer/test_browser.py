@@ -1,0 +1,82 @@
+"""The viewer in a real browser (Debian Chromium driven by Playwright): upload a phantom, see the planes."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
+]
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-extensions"]
+IMAGES_READY = """planes => planes.every(p => {
+    const img = document.querySelector(`#ctvl-${p} img`);
+    return img && img.complete && img.naturalWidth > 0;
+})"""
+
+CHANGED = "([p, old]) => { const i = document.querySelector(`#ctvl-${p} img`); return i && i.src !== old && i.complete; }"
+
+
+@pytest.fixture(scope="module")
+def page(viewer):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(viewer.local_url)
+        page.wait_for_selector("#ctvl-upload")
+        yield page
+        browser.close()
+
+
+def _src(page, plane):
+    return page.locator(f"#ctvl-{plane} img").get_attribute("src")
+
+
+def test_upload_phantom_shows_header_and_three_planes(page, phantom_nifti, tmp_path):
+    page.locator("#ctvl-upload input[type=file]").set_input_files(str(phantom_nifti))
+    header = page.locator("#ctvl-header")
+    header.get_by_text("64 × 64 × 33").wait_for()
+    assert "phantom_0.nii.gz" in header.inner_text() and "LPS" in header.inner_text()
+    assert "6 × 6 × 11.25" in header.inner_text()
+    planes = ["axial", "coronal", "sagittal"]
+    page.wait_for_function(IMAGES_READY, arg=planes)
+    sizes = {p: page.eval_on_selector(f"#ctvl-{p} img", "i => [i.naturalWidth, i.naturalHeight]") for p in planes}
+    # 64 x 6 mm = 384 mm on 512 px; 33 x 11.25 mm = 371.25 mm → 495 px
+    assert sizes == {"axial": [512, 512], "coronal": [512, 495], "sagittal": [512, 495]}
+
+    assert page.locator("#ctvl-axial-slice input[type=number]").input_value() == "16"  # opens mid-volume
+    before = _src(page, "axial")
+    page.locator("#ctvl-axial-slice input[type=range]").fill("5")  # move the axial slider
+    page.wait_for_function(CHANGED, arg=["axial", before])
+    before = _src(page, "axial")
+    page.locator("#ctvl-preset").get_by_label("lung").check()  # lung window re-renders every plane
+    page.wait_for_function(CHANGED, arg=["axial", before])
+    assert page.locator("#ctvl-level input[type=number]").input_value() == "-600"
+    assert page.locator("#ctvl-width input[type=number]").input_value() == "1500"
+
+    page.click("#ctvl-generate")  # no report model yet: a readable message, no made-up report
+    page.get_by_text("No report model bundle is installed").first.wait_for()
+    page.wait_for_timeout(500)  # let the message finish fading in before the screenshot
+    assert page.locator("#ctvl-report textarea").input_value() == ""
+
+    shot = tmp_path / "viewer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
+
+
+def test_unreadable_upload_is_explained_in_the_page(page, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a CT scan")
+    page.locator("#ctvl-upload input[type=file]").set_input_files(str(bad))
+    page.locator("#ctvl-header").get_by_text("Could not read the upload").wait_for()
+    assert "notes.txt: unsupported file type" in page.locator("#ctvl-header").inner_text()
+    deadline = time.time() + 5
+    while time.time() < deadline and page.locator("#ctvl-axial img").count():
+        time.sleep(0.1)
+    assert page.locator("#ctvl-axial img").count() == 0  # the previous scan's planes are gone
