@@ -1,0 +1,364 @@
+"""Quantizer and 1D-tokenizer benchmark on phantom CT (real training, CPU-sized).
+
+Part 1 trains the same tiny conv autoencoder (4× down per axis, 8 latent channels) on axial phantom
+slices (2D, 32 × 32) and on small phantom volumes (3D, 8 × 32 × 32 slabs) once per quantizer at a
+comparable budget of ~10 bits per latent position, plus a continuous (unquantized) baseline, and
+reports held-out reconstruction PSNR, codebook usage, perplexity, bits per voxel and encode/decode
+time. Part 2 trains a TiTok-style 1D tokenizer (FSQ tokens) with FlexTok nested dropout and with
+One-D-Piece tail drop and reports the reconstruction error against the number of kept tokens.
+
+HU are clipped to [-1000, 1000] and divided by 1000 (range 2 for PSNR).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctvl.tokenizers.oned import TiTok1D, TiTokConfig
+from ctvl.tokenizers.quantizers import Quantizer, build_quantizer
+
+#: method → (build_quantizer kind, kwargs); all ~10 bits per latent position (msrvq: 8 bits × 1.3
+#: indices per position once its coarse scales are counted), latent dim 8 for every method
+METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "continuous": (None, {}),
+    "fsq": ("fsq", {"levels": (8, 5, 5, 5)}),
+    "lfq": ("lfq", {"bits": 10}),
+    "group_lfq": ("group_lfq", {"groups": 2, "bits_per_group": 5}),
+    "vq": ("vq", {"codebook_size": 1024, "codebook_dim": 8}),
+    "msrvq": ("msrvq", {"codebook_size": 256, "scales": (1, 2, 4, 8)}),
+}
+
+
+@dataclass
+class BenchConfig:
+    """Sizes of the benchmark (defaults: a few minutes on one CPU core)."""
+
+    steps: int = 300  # autoencoder training steps per method and setting
+    oned_steps: int = 600  # 1D tokenizer training steps per drop mode
+    batch_2d: int = 16  # slices per step
+    batch_3d: int = 2  # slabs per step
+    lr: float = 2e-3  # learning rate (Adam for the autoencoders, AdamW + warm-up for the 1D tokenizers)
+    latent_dim: int = 8  # channels of the autoencoder latent (the quantizers' dim)
+    width: int = 32  # width of the autoencoder at 1/2 and 1/4 resolution (half of it at full resolution)
+    train_cases: int = 32  # phantom cases (patients) for training
+    test_cases: int = 2  # held-out phantom cases
+    phantom_shape: tuple[int, int, int] = (32, 32, 33)  # (I, J, K) rendered per case (K = axial slices)
+    slab_depth: int = 8  # T of the 3D slabs (T, I, J); training slabs at every offset, test ones disjoint
+    oned_tokens: int = 8  # K latent tokens of the 1D tokenizer (on the 2D slices)
+    oned_patch: int = 8  # patch size of the 1D tokenizer
+    oned_batch: int = 32  # slices per 1D tokenizer step
+    oned_levels: tuple[int, ...] = (8, 5)  # FSQ levels of one 1D token (40 codes ≈ 5.3 bits)
+    kept_tokens: tuple[int, ...] = (1, 2, 4, 8)  # prefixes evaluated
+    methods: tuple[str, ...] = tuple(METHODS)  # subset of METHODS to run
+    seed: int = 0
+
+
+@dataclass
+class BenchData:
+    """Normalised tensors in [-1, 1]: slices (N, 1, H, W), volumes (M, 1, T, H, W)."""
+
+    train_2d: torch.Tensor
+    test_2d: torch.Tensor
+    train_3d: torch.Tensor
+    test_3d: torch.Tensor
+    source: str = "phantom"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def normalise_hu(hu: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """HU → [-1, 1]: clip to [-1000, 1000] and divide by 1000."""
+    return torch.as_tensor(np.asarray(hu, dtype=np.float32)).clamp(-1000, 1000) / 1000.0
+
+
+def phantom_data(cfg: BenchConfig) -> BenchData:
+    """Render phantom cases with ``ctvl.data.phantom.render_case``; cut axial slices and slabs.
+
+    Train slabs start at every slice offset; test slabs are disjoint. Layout (1, T, H, W) with
+    T = the axial slice axis (the model layout of ctvl), H, W = I, J.
+    """
+    from ctvl.data.phantom import render_case
+
+    parts: dict[str, list[list[torch.Tensor]]] = {"train": [[], []], "test": [[], []]}
+    depth = cfg.slab_depth
+    for i in range(cfg.train_cases + cfg.test_cases):
+        name = "train" if i < cfg.train_cases else "test"
+        case = render_case(cfg.seed * 1000 + i, shape=cfg.phantom_shape)
+        vol = normalise_hu(case.volume.data).permute(2, 0, 1).contiguous()  # (K, I, J) = (T, H, W)
+        if vol.shape[0] < depth:
+            raise ValueError(f"phantom depth {vol.shape[0]} is smaller than slab_depth {depth}")
+        parts[name][0].extend(vol[:, None])  # axial slices (1, H, W)
+        step = 1 if name == "train" else depth
+        parts[name][1].extend(vol[t : t + depth][None] for t in range(0, vol.shape[0] - depth + 1, step))
+    return BenchData(
+        torch.stack(parts["train"][0]), torch.stack(parts["test"][0]),
+        torch.stack(parts["train"][1]), torch.stack(parts["test"][1]),
+    )
+
+
+class TinyAutoencoder(nn.Module):
+    """Conv autoencoder, 4× down per axis: (B, 1, *S) → latent (B, D, *S/4) → (B, 1, *S)."""
+
+    def __init__(self, spatial_dims: int, latent_dim: int, width: int = 32, quantizer: Quantizer | None = None) -> None:
+        super().__init__()
+        conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+        up = nn.Upsample(scale_factor=2, mode="nearest")
+        w1, w2 = max(1, width // 2), width
+        self.encoder = nn.Sequential(
+            conv(1, w1, 3, padding=1), nn.SiLU(),
+            conv(w1, w2, 4, stride=2, padding=1), nn.SiLU(),
+            conv(w2, w2, 4, stride=2, padding=1), nn.SiLU(),
+            conv(w2, latent_dim, 1),
+        )
+        self.quantizer = quantizer
+        self.decoder = nn.Sequential(
+            conv(latent_dim, w2, 3, padding=1), nn.SiLU(),
+            up, conv(w2, w2, 3, padding=1), nn.SiLU(),
+            up, conv(w2, w1, 3, padding=1), nn.SiLU(),
+            conv(w1, 1, 3, padding=1),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, dict[str, float]]:
+        z = self.encoder(x)
+        if self.quantizer is None:
+            return z, None, z.new_zeros(()), {}
+        q = self.quantizer(z)
+        return q.quantized, q.indices, q.aux_loss, q.stats
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, _, aux, _ = self.encode(x)
+        return self.decoder(z), aux
+
+
+def psnr(mse: float, data_range: float = 2.0) -> float:
+    return float(10 * math.log10(data_range**2 / max(mse, 1e-12)))
+
+
+def _batches(data: torch.Tensor, size: int) -> list[torch.Tensor]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def train_autoencoder(
+    model: TinyAutoencoder, data: torch.Tensor, steps: int, batch: int, lr: float, gen: torch.Generator,
+    tick: Callable[[], None] = lambda: None,
+) -> None:
+    """MSE + quantizer aux loss, Adam; the quantizer is told the step (entropy annealing)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        x = data[torch.randint(0, len(data), (batch,), generator=gen)]
+        if model.quantizer is not None:
+            model.quantizer.set_step(step)
+        recon, aux = model(x)
+        loss = F.mse_loss(recon, x) + aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tick()
+
+
+@torch.no_grad()
+def evaluate_autoencoder(model: TinyAutoencoder, data: torch.Tensor, batch: int = 16) -> dict[str, Any]:
+    """Held-out PSNR, usage over the whole set, bits per voxel and per-sample encode/decode ms."""
+    model.eval()
+    se, n, all_idx, enc_s, dec_s = 0.0, 0, [], 0.0, 0.0
+    latent_numel = 0
+    for x in _batches(data, batch):
+        t0 = time.perf_counter()
+        z, idx, _, _ = model.encode(x)
+        t1 = time.perf_counter()
+        recon = model.decoder(z)
+        dec_s += time.perf_counter() - t1
+        enc_s += t1 - t0
+        se += float(F.mse_loss(recon, x, reduction="sum"))
+        n += x.numel()
+        latent_numel = z[0].numel()
+        if idx is not None:
+            all_idx.append(idx)
+    voxels = data[0].numel()
+    mse = se / n
+    row: dict[str, Any] = {"mse": mse, "psnr": psnr(mse), "encode_ms": 1000 * enc_s / len(data),
+                           "decode_ms": 1000 * dec_s / len(data)}
+    q = model.quantizer
+    if q is None:
+        row.update(codebook_usage=None, perplexity=None, codebook_size=None, bits_per_voxel=32 * latent_numel / voxels)
+    else:
+        indices = torch.cat(all_idx)
+        row.update(q.usage_stats(indices))
+        row.update(codebook_size=q.codebook_size, bits_per_voxel=q.index_bits(indices) / voxels)
+    return row
+
+
+def train_titok(
+    model: TiTok1D, data: torch.Tensor, steps: int, batch: int, lr: float, gen: torch.Generator,
+    tick: Callable[[], None] = lambda: None,
+) -> None:
+    """Train a 1D tokenizer (its token-drop mode is applied inside ``forward`` in training).
+
+    AdamW with a linear warm-up over the first 10% of the steps (transformers plateau without it).
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    model.train()
+    for step in range(steps):
+        x = data[torch.randint(0, len(data), (batch,), generator=gen)]
+        if model.quantizer is not None:
+            model.quantizer.set_step(step)
+        out = model(x)
+        loss = F.mse_loss(out.reconstruction, x) + out.aux_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        tick()
+
+
+@torch.no_grad()
+def error_vs_kept(model: TiTok1D, data: torch.Tensor, kept: Sequence[int], batch: int = 32) -> list[dict[str, float]]:
+    """Held-out MSE / PSNR when decoding from the first k tokens, for each k."""
+    model.eval()
+    rows = []
+    for k in kept:
+        se = sum(float(F.mse_loss(model.reconstruct(x, k), x, reduction="sum")) for x in _batches(data, batch))
+        mse = se / data.numel()
+        rows.append({"kept_tokens": int(k), "mse": mse, "psnr": psnr(mse)})
+    return rows
+
+
+def oned_config(cfg: BenchConfig, token_drop: str, image_size: Sequence[int]) -> TiTokConfig:
+    """The benchmark's TiTok: FSQ tokens (``cfg.oned_levels``), causal latents, 2 + 2 layers of width 64."""
+    return TiTokConfig(
+        spatial_dims=2, image_size=tuple(image_size), patch_size=cfg.oned_patch, width=64, encoder_depth=2,
+        decoder_depth=2,
+        heads=4, num_latent_tokens=cfg.oned_tokens, token_dim=len(cfg.oned_levels), quantizer="fsq",
+        quantizer_kwargs={"levels": tuple(cfg.oned_levels)}, token_drop=token_drop, causal_latents=True,
+    )
+
+
+def run_benchmark(
+    cfg: BenchConfig, out_dir: str | Path | None = None, data: BenchData | None = None, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Run everything; write ``quantizers.json``, ``quantizers.png`` and ``oned_tokens.png`` to ``out_dir``.
+
+    Returns:
+        one row per (method, setting) and per (1D model, kept tokens); every row has ``method``,
+        ``psnr``, ``codebook_usage`` and ``bits_per_voxel``.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    torch.manual_seed(cfg.seed)
+    data = data if data is not None else phantom_data(cfg)
+    settings = [
+        ("2d", 2, data.train_2d, data.test_2d, cfg.batch_2d),
+        ("3d", 3, data.train_3d, data.test_3d, cfg.batch_3d),
+    ]
+    total = len(cfg.methods) * len(settings) * cfg.steps + 2 * cfg.oned_steps
+    rows: list[dict[str, Any]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task("bench quantizers", total=total)
+        tick = lambda: bar.advance(task)  # noqa: E731
+        for setting, sd, train, test, batch in settings:
+            for method in cfg.methods:
+                bar.update(task, description=f"{setting} {method}")
+                kind, kwargs = METHODS[method]
+                kwargs = dict(kwargs)
+                if kind in ("lfq", "group_lfq"):  # anneal the entropy weight over the first third
+                    kwargs["entropy_anneal_steps"] = max(1, cfg.steps // 3)
+                if kind == "msrvq":
+                    kwargs["spatial_dims"] = sd
+                torch.manual_seed(cfg.seed)
+                quantizer = build_quantizer(kind, cfg.latent_dim, **kwargs) if kind else None
+                model = TinyAutoencoder(sd, cfg.latent_dim, cfg.width, quantizer)
+                gen = torch.Generator().manual_seed(cfg.seed)
+                t0 = time.perf_counter()
+                train_autoencoder(model, train, cfg.steps, batch, cfg.lr, gen, tick)
+                train_s = time.perf_counter() - t0
+                row = {"method": method, "kind": "quantizer", "setting": setting, "spatial_dims": sd,
+                       "input_shape": list(test.shape[2:])}
+                row.update(evaluate_autoencoder(model, test))
+                row.update(bits_per_token=None if quantizer is None else quantizer.bits_per_token,
+                           train_s=train_s, steps=cfg.steps)
+                rows.append(row)
+        for drop, name in (("nested", "titok-nested-dropout"), ("tail", "titok-tail-drop")):
+            bar.update(task, description=f"1d {name}")
+            torch.manual_seed(cfg.seed)
+            model = TiTok1D(oned_config(cfg, drop, data.test_2d.shape[2:]))
+            gen = torch.Generator().manual_seed(cfg.seed)
+            t0 = time.perf_counter()
+            train_titok(model, data.train_2d, cfg.oned_steps, cfg.oned_batch, cfg.lr, gen, tick)
+            train_s = time.perf_counter() - t0
+            assert model.quantizer is not None
+            bits_per_token = model.quantizer.bits_per_token
+            with torch.no_grad():
+                usage = model.quantizer.usage_stats(model.encode(data.test_2d)[1])
+            for point in error_vs_kept(model, data.test_2d, [k for k in cfg.kept_tokens if k <= cfg.oned_tokens]):
+                rows.append({"method": name, "kind": "oned", "setting": "2d", "spatial_dims": 2,
+                             "input_shape": list(data.test_2d.shape[2:]), **point,
+                             "codebook_usage": usage["codebook_usage"], "perplexity": usage["perplexity"],
+                             "bits_per_voxel": point["kept_tokens"] * bits_per_token / data.test_2d[0].numel(),
+                             "train_s": train_s, "steps": cfg.oned_steps})
+    if out_dir is not None:
+        write_outputs(rows, cfg, Path(out_dir), data.source)
+    return rows
+
+
+def write_outputs(rows: list[dict[str, Any]], cfg: BenchConfig, out_dir: Path, source: str) -> None:
+    """``quantizers.json`` (rows + config), ``quantizers.png`` (bars) and ``oned_tokens.png`` (curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"config": asdict(cfg), "data": source, "results": rows}
+    (out_dir / "quantizers.json").write_text(json.dumps(payload, indent=2))
+    qrows = [r for r in rows if r["kind"] == "quantizer"]
+    methods = list(dict.fromkeys(r["method"] for r in qrows))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key, label in zip(axes, ("psnr", "codebook_usage", "bits_per_voxel"),
+                              ("held-out PSNR (dB)", "codebook usage (fraction)", "bits per voxel"), strict=True):
+        for j, setting in enumerate(("2d", "3d")):
+            by_method = {r["method"]: r[key] for r in qrows if r["setting"] == setting}
+            vals = [by_method.get(m) for m in methods]
+            xs = np.arange(len(methods)) + (j - 0.5) * 0.38
+            ax.bar(xs, [np.nan if v is None else v for v in vals], width=0.38, label=setting)
+        ax.set_xticks(np.arange(len(methods)), methods, rotation=30)
+        ax.set_title(label)
+        if key == "bits_per_voxel":
+            ax.set_yscale("log")
+        if key == "psnr" and qrows:
+            values = [r["psnr"] for r in qrows]
+            ax.set_ylim(min(values) - 2, max(values) + 2)
+    axes[0].legend(loc="upper right", ncol=2)
+    fig.suptitle(f"Tiny conv autoencoder on phantom CT, {cfg.steps} steps per run (continuous = fp32 latent)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "quantizers.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r["method"] for r in rows if r["kind"] == "oned"):
+        pts = [r for r in rows if r["method"] == name]
+        ax.plot([p["kept_tokens"] for p in pts], [p["mse"] for p in pts], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("kept tokens (prefix length)")
+    ax.set_ylabel("held-out MSE")
+    ax.set_title("1D tokenizer: error vs kept tokens")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "oned_tokens.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,70 @@
+"""Quantizers behind one interface (:class:`Quantizer` → :class:`QuantizerOutput`).
+
+=========  ===================================================  ==================================
+kind       method                                               indices
+=========  ===================================================  ==================================
+fsq        FSQ, Mentzer et al. 2024 (vector-quantize-pytorch)   (B, *S)
+lfq        LFQ, MAGVIT-v2 (factorised entropy, 2^18 ok)         (B, *S)
+group_lfq  grouped LFQ, WeTok (entropy pooled over groups)      (B, *S, G)
+vq         cosine VQ, TiTok 4096 × 12 (vector-quantize-pytorch)  (B, *S)
+msrvq      multi-scale residual VQ, VAR                         (B, L) scales concatenated
+=========  ===================================================  ==================================
+
+Example::
+
+    q = build_quantizer("lfq", dim=18, bits=18)          # BTB3D: 2^18 codes
+    out = q(torch.randn(2, 18, 4, 8, 8))                 # (B, C, T, H, W)
+    loss = recon_loss + out.aux_loss
+    q.set_step(global_step)                              # entropy weight 0.3 → 0.1 over 2,000 steps
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctvl.tokenizers.quantizers.base import Quantizer, QuantizerOutput, codebook_stats
+from ctvl.tokenizers.quantizers.fsq import FSQ
+from ctvl.tokenizers.quantizers.group_lfq import GroupLFQ
+from ctvl.tokenizers.quantizers.lfq import LFQ
+from ctvl.tokenizers.quantizers.msrvq import MultiScaleResidualVQ
+from ctvl.tokenizers.quantizers.vq import VQ
+
+QUANTIZERS: dict[str, type[Quantizer]] = {
+    "fsq": FSQ,
+    "lfq": LFQ,
+    "group_lfq": GroupLFQ,
+    "vq": VQ,
+    "msrvq": MultiScaleResidualVQ,
+}
+
+
+def build_quantizer(kind: str, dim: int, **kwargs: Any) -> Quantizer:
+    """Build a quantizer by name.
+
+    Args:
+        kind: one of ``fsq``, ``lfq``, ``group_lfq`` (alias ``glfq``), ``vq``, ``msrvq`` (alias ``var``).
+        dim: channels C of the latent it will quantize.
+        **kwargs: keyword arguments of the class (e.g. ``levels=(8, 5, 5, 5)``, ``bits=18``,
+            ``groups=8``, ``codebook_size=4096``, ``spatial_dims=3``, ``channel_last=True``).
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    key = {"glfq": "group_lfq", "var": "msrvq", "gfq": "group_lfq"}.get(kind.lower(), kind.lower())
+    if key not in QUANTIZERS:
+        raise ValueError(f"unknown quantizer {kind!r}; choose one of {', '.join(QUANTIZERS)}")
+    return QUANTIZERS[key](dim=dim, **kwargs)
+
+
+__all__ = [
+    "FSQ",
+    "LFQ",
+    "QUANTIZERS",
+    "VQ",
+    "GroupLFQ",
+    "MultiScaleResidualVQ",
+    "Quantizer",
+    "QuantizerOutput",
+    "build_quantizer",
+    "codebook_stats",
+]
