@@ -1,0 +1,182 @@
+"""Tokenizer bundles: a trained tokenizer together with the preprocessing it was trained with.
+
+A bundle folder holds ``weights.safetensors`` + ``config.json`` (+ ``MODEL_CARD.md``). ``config.json`` is
+``{"format", "task_name": "tokenizer", "task": <export>, "training": {...}}`` where ``<export>`` is what
+:class:`~ctvl.tokenizers.causal3d.task.TokenizerTask` stores in every checkpoint (:func:`tokenizer_export`):
+the model kind and architecture, the curriculum stage, the encode path and the **preprocessing spec**.
+Inference always rebuilds the spec from there, never from a default, so a volume is preprocessed exactly
+as the training volumes were. :func:`load_tokenizer` reads a bundle, a training checkpoint or a run folder
+alike. The default bundle (``ctvl/bundles/tokenizer-phantom-cpu``) ships inside the package; weights are
+stored in float16 to keep it small (upcast to float32 on load).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ctvl.data.transforms import PreprocessSpec
+from ctvl.errors import ConfigError, CtvlError, InputError
+from ctvl.tokenizers.causal3d.model import Causal3DConfig, Causal3DTokenizer
+from ctvl.tokenizers.causal3d.slicewise import SliceTokenizer
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "tokenizer-phantom-cpu"
+BUNDLE_FORMAT = "ctvl-tokenizer-bundle-1"
+TASK_NAME = "tokenizer"
+KINDS = ("causal3d", "slicewise")
+
+
+def build_tokenizer(kind: str, config: Causal3DConfig) -> Causal3DTokenizer:
+    """The network of ``kind`` (``"causal3d"`` or ``"slicewise"``) with architecture ``config``."""
+    if kind == "causal3d":
+        return Causal3DTokenizer(config)
+    if kind == "slicewise":
+        return SliceTokenizer(config)
+    raise ConfigError(f"unknown tokenizer kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
+def tokenizer_export(
+    kind: str,
+    config: Causal3DConfig,
+    spec: PreprocessSpec,
+    stage: int | None,
+    encode_mode: str = "windowed",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON a tokenizer checkpoint/bundle carries so inference can rebuild model and preprocessing."""
+    return {
+        "kind": kind,
+        "config": config.to_dict(),
+        "compression": config.compression,
+        "preprocessing": spec.to_dict(),
+        "stage": stage,
+        "encode_mode": encode_mode,
+        **(extra or {}),
+    }
+
+
+@dataclass
+class LoadedTokenizer:
+    """A tokenizer ready for inference.
+
+    Attributes:
+        model: the network, in eval mode.
+        spec: the preprocessing spec it was trained with (from the bundle).
+        kind: ``"causal3d"`` or ``"slicewise"``.
+        stage: curriculum stage of the weights (None when unknown).
+        encode_mode: inference encode path (``"windowed"``).
+        source: the folder it was loaded from.
+        tokenizer_id: 16-hex digest of weights + export config (stored in token files).
+        export: the stored export dict.
+    """
+
+    model: Causal3DTokenizer
+    spec: PreprocessSpec
+    kind: str
+    stage: int | None
+    encode_mode: str
+    source: Path
+    tokenizer_id: str
+    export: dict[str, Any]
+
+
+def _export_of(config: dict[str, Any], where: Path) -> dict[str, Any]:
+    export = config.get("task")
+    if config.get("task_name") != TASK_NAME or not isinstance(export, dict):
+        raise InputError("not a ctvl tokenizer bundle or checkpoint (config.json has no tokenizer task)", path=where)
+    if "preprocessing" not in export or "config" not in export:
+        raise InputError("tokenizer config.json stores no preprocessing spec or architecture; it cannot be used "
+                         "for inference (re-export it from its training run)", path=where)
+    return export
+
+
+def state_digest(state: dict[str, torch.Tensor], export: dict[str, Any]) -> str:
+    """16-hex digest of a state dict (names, dtypes, values) and the export config."""
+    h = hashlib.sha256(json.dumps(export, sort_keys=True, default=str).encode())
+    for key in sorted(state):
+        t = state[key].detach().to("cpu").contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def load_tokenizer(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedTokenizer:
+    """Load a tokenizer bundle, checkpoint or run folder (default: the bundle shipped with ctvl).
+
+    Args:
+        path: bundle / checkpoint / run folder; None = :data:`DEFAULT_BUNDLE`.
+        device: where to put the model.
+
+    Raises:
+        InputError: no such folder, not a tokenizer, no stored spec, or weights that do not fit.
+    """
+    from ctvl.train import load_checkpoint
+
+    folder = Path(path) if path is not None else DEFAULT_BUNDLE
+    if not folder.exists():
+        hint = "; train it with `python pipelines/train_tokenizer.py`" if path is None else ""
+        raise InputError(f"tokenizer bundle not found{hint}; or pass --model BUNDLE", path=folder)
+    state, config = load_checkpoint(folder)
+    export = _export_of(config, folder)
+    try:
+        spec = PreprocessSpec.from_dict(export["preprocessing"])
+        arch = Causal3DConfig.from_dict(export["config"])
+        model = build_tokenizer(str(export.get("kind", "causal3d")), arch)
+    except CtvlError as exc:
+        raise InputError(f"invalid tokenizer config.json: {exc}", path=folder) from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 bundles -> fp32
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"weights do not fit the stored architecture: {first}", path=folder) from None
+    model.to(device).eval()
+    return LoadedTokenizer(
+        model=model,
+        spec=spec,
+        kind=str(export.get("kind", "causal3d")),
+        stage=export.get("stage"),
+        encode_mode=str(export.get("encode_mode", "windowed")),
+        source=folder,
+        tokenizer_id=state_digest(state, export),
+        export=export,
+    )
+
+
+def export_bundle(
+    source: str | Path,
+    out_dir: str | Path,
+    card: str | None = None,
+    half: bool = True,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write a small inference bundle from a training run or checkpoint.
+
+    Args:
+        source: run folder (newest checkpoint) or checkpoint folder of a tokenizer training.
+        out_dir: bundle folder (created; existing files replaced atomically).
+        card: MODEL_CARD.md text to write beside the weights.
+        half: store floating-point weights as float16 (half the size; upcast on load).
+        training: facts for ``config.json["training"]`` (command, times, metrics).
+
+    Returns:
+        The bundle folder.
+    """
+    from ctvl.train import load_checkpoint, save_bundle
+
+    state, config = load_checkpoint(source)
+    export = _export_of(config, Path(source))
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
+            "weights_dtype": "float16" if half else "float32", **(training or {})}
+    out = save_bundle(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info},
+                      out_dir)
+    if card is not None:
+        (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    return out
