@@ -1,0 +1,91 @@
+"""Report commands: ``ctvl report SCAN``, ``ctvl train report``, ``ctvl eval run``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+_MODEL_HELP = "Report bundle or training run folder (default: the phantom-cpu report bundle shipped with ctvl)."
+
+
+def report_cmd(
+    scan: str = typer.Argument(..., metavar="SCAN", help="NIfTI file, DICOM folder, .zip of DICOM, or .dcm."),
+    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help='Print {"report", "labels", "warnings"} as JSON.'),
+    beams: Optional[int] = typer.Option(None, "--beams", help="Beam search width (1 = greedy; default: the model's)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Report length limit in tokens."),
+    series: Optional[str] = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
+) -> None:
+    """Write a radiology report for a chest CT with the model's stored preprocessing."""
+    from ctvl.report.generate import generate_report
+
+    result = generate_report(scan, model, num_beams=beams, max_new_tokens=max_new_tokens, series=series)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(result["report"])
+    positives = [name for name, v in result["labels"].items() if v]
+    typer.echo("\nLabels read from the report: " + (", ".join(positives) if positives else "none of the 18"))
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def train_report_cmd(
+    config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-report.yaml."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+) -> None:
+    """Train the report model (visual tokens → projector → causal LM) with the shared training loop."""
+    from ctvl.report.task import ReportTask
+    from ctvl.train import run_training
+
+    result = run_training(ReportTask(), config, list(overrides or []), resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        loss = "n/a" if result.loss is None else f"{result.loss:.4g}"
+        typer.echo(f"trained {result.run_dir} to step {result.step} in {result.seconds:.0f} s (loss {loss}); "
+                   f"checkpoint {result.checkpoint}")
+
+
+def eval_run_cmd(
+    data: Path = typer.Option(..., "--data", help="CT-RATE-layout dataset folder (volumes, reports CSV, labels CSV)."),
+    out: Path = typer.Option(..., "--out", help="Output folder; a rerun skips scans already done."),
+    split: str = typer.Option("valid", "--split", help="Split to evaluate."),
+    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N scans."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Scans generated together."),
+    beams: Optional[int] = typer.Option(None, "--beams", help="Beam search width (1 = greedy)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Report length limit in tokens."),
+    meteor: bool = typer.Option(True, "--meteor/--no-meteor", help="Compute METEOR (needs Java; skipped without it)."),
+) -> None:
+    """Generate a report for every scan of a split, then evaluate (clinical F1, NLG, duplicates)."""
+    from ctvl.eval.run import run_eval
+
+    result = run_eval(data, out, split=split, model=model, limit=limit, batch_size=batch_size, num_beams=beams,
+                      max_new_tokens=max_new_tokens, meteor=None if meteor else False)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    head = (f"{result.generated} reports generated, {result.skipped} already done, {result.errors} errors "
+            f"(see {out / 'errors.csv'})" if result.errors else
+            f"{result.generated} reports generated, {result.skipped} already done, no errors")
+    typer.echo(head)
+    m = result.metrics
+    if m is None:
+        typer.echo("no report could be generated; nothing to evaluate")
+        return
+    c, n, d = m["clinical"], m["nlg"], m["degenerate"]
+    typer.echo(f"{result.evaluated} reports: macro-F1 {c['macro_f1']:.4f}, micro-F1 {c['micro_f1']:.4f}, "
+               f"weighted-F1 {c['weighted_f1']:.4f}; BLEU-4 {n['bleu_4']:.4f}, ROUGE-L {n['rouge_l']:.4f}; "
+               f"duplicate fraction {d['duplicate_fraction']:.3f}; mean length {d['mean_length']:.0f} tokens "
+               f"(reference {d['ref_mean_length']:.0f})")
+    typer.echo(f"wrote {out / 'metrics.json'}, predictions.csv, summary.md, per_label_f1.png")
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    """``ctvl report`` on the root app, ``ctvl train report`` and ``ctvl eval run`` in their groups."""
+    app.command("report")(report_cmd)
+    groups["train"].command("report")(train_report_cmd)
+    groups["eval"].command("run")(eval_run_cmd)

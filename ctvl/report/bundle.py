@@ -1,0 +1,189 @@
+"""Report-model bundles: LM + projector weights, the BPE, and the exact tokenizer and preprocessing.
+
+A bundle folder holds ``weights.safetensors`` and ``config.json`` (``{"format", "task_name": "report",
+"task": <ReportTask export>, "training": {...}}``), a copy of the tokenizer bundle it was trained on in
+``tokenizer/`` (a text-only model has none) and ``MODEL_CARD.md``. Loading checks that the tokenizer
+found is the one the model was trained with (same weights digest) and that its preprocessing spec is
+the one recorded at training time: a scan is always preprocessed exactly as the training scans were,
+and a bundle whose parts do not belong together is refused rather than silently used.
+:func:`load_report_model` reads a bundle, a training run folder or a checkpoint alike (for a run, the
+tokenizer is found at the source recorded in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ctvl.data.transforms import PreprocessSpec
+from ctvl.errors import CtvlError, InputError
+from ctvl.report.model import ReportModel, ReportModelConfig
+from ctvl.report.text_tokenizer import ReportTextTokenizer
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "report-phantom-cpu"
+BUNDLE_FORMAT = "ctvl-report-bundle-1"
+TASK_NAME = "report"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class LoadedReportModel:
+    """A report model ready for inference.
+
+    Attributes:
+        model: the :class:`ReportModel`, eval mode.
+        text: its text tokenizer.
+        tokenizer: the visual tokenizer (``LoadedTokenizer``), None for a text-only model.
+        spec: the preprocessing spec recorded at training (None for a text-only model).
+        export: the stored task export (model config, tokenizer identity, training data ranges).
+        training: the bundle's ``training`` facts ({} for a run folder).
+        source: the folder it was loaded from.
+    """
+
+    model: ReportModel
+    text: ReportTextTokenizer
+    tokenizer: Any
+    spec: PreprocessSpec | None
+    export: dict[str, Any]
+    training: dict[str, Any]
+    source: Path
+
+    @property
+    def visual(self) -> bool:
+        """Whether the model reads the scan (False: text-only prior)."""
+        return self.tokenizer is not None
+
+
+def _export_of(config: dict[str, Any], where: Path) -> dict[str, Any]:
+    export = config.get("task")
+    if config.get("task_name") != TASK_NAME or not isinstance(export, dict):
+        raise InputError("not a ctvl report model (config.json has no report task); pass a report bundle or run",
+                         path=where)
+    for key in ("model", "text_tokenizer", "tokenizer", "preprocessing"):
+        if key not in export:
+            raise InputError(f"report config.json lacks '{key}'; re-export the bundle from its training run", path=where)
+    return export
+
+
+def _load_visual_tokenizer(folder: Path, export: dict[str, Any], device: str | torch.device) -> Any:
+    """The tokenizer beside the bundle (or at the recorded source), checked against the stored identity."""
+    from ctvl.tokenizers.causal3d.bundle import load_tokenizer
+
+    ident = export["tokenizer"]
+    inside = folder / TOKENIZER_DIR
+    where = inside if inside.is_dir() else Path(ident["source"])
+    if not where.exists():
+        raise InputError(f"the tokenizer this report model was trained with is not in {inside} nor at its recorded "
+                         f"source {where}; re-export the report bundle", path=folder)
+    tok = load_tokenizer(where, device=device)
+    if tok.tokenizer_id != ident["id"]:
+        raise InputError(f"the tokenizer at {where} (id {tok.tokenizer_id}) is not the one this report model was "
+                         f"trained with (id {ident['id']}); use the bundle's own tokenizer", path=folder)
+    stored = PreprocessSpec.from_dict(export["preprocessing"])
+    if tok.spec != stored:
+        raise InputError(f"the tokenizer's preprocessing (spec {tok.spec.hash()}) differs from the one used in "
+                         f"training (spec {stored.hash()}); the bundle is inconsistent", path=folder)
+    return tok
+
+
+def load_report_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedReportModel:
+    """Load a report bundle, run folder or checkpoint (default: the phantom bundle shipped with ctvl).
+
+    Raises:
+        InputError: missing folder, not a report model, weights that do not fit, or a tokenizer /
+            preprocessing that differs from the one the model was trained with.
+    """
+    from ctvl.train import load_checkpoint
+
+    folder = Path(path) if path is not None else DEFAULT_BUNDLE
+    if not folder.exists():
+        hint = "; train it with `python pipelines/train_report.py`" if path is None else ""
+        raise InputError(f"report model bundle not found{hint}; or pass --model BUNDLE", path=folder)
+    state, config = load_checkpoint(folder)
+    export = _export_of(config, folder)
+    try:
+        text = ReportTextTokenizer.from_dict(export["text_tokenizer"])
+        model = ReportModel(ReportModelConfig.from_dict(export["model"]), text)
+    except CtvlError as exc:
+        raise InputError(f"invalid report config.json: {exc}", path=folder) from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"weights do not fit the stored architecture: {first}", path=folder) from None
+    model.to(device).eval()
+    tok = _load_visual_tokenizer(folder, export, device) if export["tokenizer"] is not None else None
+    return LoadedReportModel(
+        model=model, text=text, tokenizer=tok,
+        spec=PreprocessSpec.from_dict(export["preprocessing"]) if export["preprocessing"] else None,
+        export=export, training=dict(config.get("training") or {}), source=folder,
+    )
+
+
+def _copy_tokenizer(source: Path, dest: Path, expected_id: str) -> None:
+    """Put the tokenizer the model was trained with into ``dest`` (a bundle copy keeps its id)."""
+    from ctvl.tokenizers.causal3d.bundle import export_bundle, load_tokenizer
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    if (source / "weights.safetensors").is_file() and (source / "config.json").is_file():
+        dest.mkdir(parents=True)
+        for f in source.iterdir():
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
+    else:  # a run folder or checkpoint: full precision, so the digest is unchanged
+        export_bundle(source, dest, half=False)
+    got = load_tokenizer(dest).tokenizer_id
+    if got != expected_id:
+        shutil.rmtree(dest)
+        raise InputError(f"the tokenizer at {source} is no longer the one the model was trained with "
+                         f"(id {got}, expected {expected_id})", path=source)
+
+
+def export_report_bundle(
+    source: str | Path,
+    out_dir: str | Path,
+    card: str | None = None,
+    training: dict[str, Any] | None = None,
+    half: bool = False,
+    tokenizer_source: str | Path | None = None,
+) -> Path:
+    """Write a self-contained report bundle from a training run or checkpoint.
+
+    Args:
+        source: run folder (newest checkpoint; EMA weights when kept) or checkpoint folder.
+        out_dir: bundle folder (created; files replaced).
+        card: MODEL_CARD.md text.
+        training: facts stored under ``config.json["training"]`` (command, time, metrics).
+        half: store floating-point weights as float16 (upcast on load).
+        tokenizer_source: copy the tokenizer from here instead of the source recorded at training (e.g. the
+            installed bundle); it must have the same id.
+
+    Returns:
+        The bundle folder.
+    """
+    from ctvl.train import load_checkpoint, save_bundle
+
+    source = Path(source)
+    state, config = load_checkpoint(source)
+    export = _export_of(config, source)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if export["tokenizer"] is not None:
+        where = Path(tokenizer_source) if tokenizer_source is not None else Path(export["tokenizer"]["source"])
+        _copy_tokenizer(where, out / TOKENIZER_DIR, export["tokenizer"]["id"])
+    elif (out / TOKENIZER_DIR).exists():
+        shutil.rmtree(out / TOKENIZER_DIR)
+    info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
+            "weights_dtype": "float16" if half else "float32", **(training or {})}
+    save_bundle(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info}, out)
+    if card is not None:
+        (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    return out

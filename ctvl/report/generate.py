@@ -1,0 +1,215 @@
+"""Write a report for a scan: read → the bundle's preprocessing → visual tokens → LM → labels.
+
+:func:`generate_report` is what ``ctvl report`` and the viewer call. It returns ``{"report", "labels",
+"warnings"}``: the report text (findings and impression), the 18 CT-RATE labels read from that text by
+the report labeler (so the labels say what the report says, nothing else), and everything a reader
+should know: warnings from reading the file, a scan whose geometry lies outside the training data
+(the stored preprocessing then crops or pads much of it), a model without visual input, a report cut
+at the length limit. The preprocessing itself always comes from the bundle, never from a default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ctvl.errors import InputError
+from ctvl.io.volume import Volume
+from ctvl.report.bundle import LoadedReportModel, load_report_model
+from ctvl.report.text_tokenizer import format_report
+
+SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _threads_for)
+_GEOMETRY_SLACK = 1.25  # a value this far outside the training range is worth a warning
+_LOADED: dict[str, LoadedReportModel] = {}
+
+
+@dataclass
+class GeneratedReport:
+    """One generated report.
+
+    Attributes:
+        findings, impression: the two sections.
+        labels: the 18 labels read from the text by the report labeler.
+        warnings: things the reader should know (see the module docstring).
+        probabilities: per-label probability of the model's auxiliary head ({} without one).
+        truncated: the LM hit the length limit before ``<eos>``.
+    """
+
+    findings: str
+    impression: str
+    labels: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+    probabilities: dict[str, float] = field(default_factory=dict)
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        """Findings and impression as one paragraph (the form metrics compare with references)."""
+        return " ".join(p for p in (self.findings, self.impression) if p).strip()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``ctvl report --json`` form."""
+        return {"report": format_report(self.findings, self.impression), "labels": self.labels,
+                "warnings": self.warnings}
+
+
+@contextlib.contextmanager
+def _threads_for(model: Any) -> Iterator[None]:
+    """Decode a small CPU model on one thread.
+
+    Token-by-token decoding multiplies matrices of a few hundred columns: a second OpenMP thread adds only
+    synchronisation, and on a busy machine (threads waiting for a core) it made decoding ~100x slower in
+    our measurements. Wide LMs and GPU models keep the process setting.
+    """
+    small = model.width <= SMALL_LM_WIDTH and next(model.parameters()).device.type == "cpu"
+    before = torch.get_num_threads()
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
+def read_scan(path: str | Path, series: str | None = None) -> Volume:
+    """Read a NIfTI file, DICOM folder, .zip of DICOM or single .dcm (in HU)."""
+    from ctvl.io import read_volume
+
+    return read_volume(path, series=series)
+
+
+def geometry_warnings(volume: Volume, loaded: LoadedReportModel) -> list[str]:
+    """Where a scan lies outside the training data or the model's field of view (empty when it fits)."""
+    from ctvl.report.tokens import geometry_summary
+
+    out: list[str] = []
+    spec = loaded.spec
+    if spec is None:
+        return out
+    geo = geometry_summary(volume)
+    model_fov = {"x": spec.size[1] * spec.spacing[0], "y": spec.size[0] * spec.spacing[1]}
+    if spec.depth is not None:
+        model_fov["z"] = spec.depth * spec.spacing[2]
+    for axis, fov in model_fov.items():
+        extent = geo[f"fov_{axis}"]
+        if extent > fov * 1.05:
+            out.append(f"the scan spans {extent:.0f} mm along {axis} but the model sees {fov:.0f} mm: the stored "
+                       f"preprocessing crops {100 * (1 - fov / extent):.0f} % of it (centre crop)")
+        elif extent < fov * 0.5:
+            out.append(f"the scan spans only {extent:.0f} mm along {axis} of the model's {fov:.0f} mm: "
+                       f"{100 * (1 - extent / fov):.0f} % of the model input is padding")
+    ranges = (loaded.export.get("training_data") or {}).get("geometry") or {}
+    for key, (lo, hi) in ranges.items():
+        value = geo.get(key)
+        if value is None or not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        if value < lo / _GEOMETRY_SLACK or value > hi * _GEOMETRY_SLACK:
+            what = key.replace("_", " ").replace("fov", "field of view")
+            out.append(f"{what} {value:.2f} mm is outside the training scans' range {lo:.2f}-{hi:.2f} mm: the report "
+                       "may be less reliable (the same preprocessing as in training is applied)")
+    return out
+
+
+class ReportGenerator:
+    """Generates reports with a loaded report model (batched; shares one labeler).
+
+    Args:
+        loaded: from :func:`load_report_model`.
+        num_beams: beams (None = the model's config; 1 = greedy).
+        max_new_tokens: length limit (None = the model's config).
+    """
+
+    def __init__(self, loaded: LoadedReportModel, num_beams: int | None = None, max_new_tokens: int | None = None) -> None:
+        from ctvl.eval.labeler import ReportLabeler
+
+        self.loaded = loaded
+        self.num_beams = num_beams or loaded.model.config.num_beams
+        self.max_new_tokens = max_new_tokens or loaded.model.config.max_new_tokens
+        if self.num_beams < 1 or self.max_new_tokens < 1:
+            raise InputError("--beams and --max-new-tokens must be >= 1")
+        self.labeler = ReportLabeler()
+
+    def scan_warnings(self, volume: Volume) -> list[str]:
+        """Reading warnings + geometry checks + the text-only notice for one scan."""
+        out = [f"reading: {w}" for w in volume.meta.warnings]
+        if not self.loaded.visual:
+            out.append("this model has no visual input (text-only prior): the report does not depend on the scan")
+        else:
+            out += geometry_warnings(volume, self.loaded)
+        return out
+
+    def encode(self, volume: Volume) -> torch.Tensor | None:
+        """Visual latents (D, t, h, w) of a scan with the bundle's preprocessing; None for text-only models."""
+        if not self.loaded.visual:
+            return None
+        from ctvl.report.tokens import encode_volume
+
+        return encode_volume(self.loaded.tokenizer, volume)["codes"]
+
+    def from_codes(self, codes: Sequence[torch.Tensor | None], warnings: Sequence[list[str]] | None = None) -> list[GeneratedReport]:
+        """Reports for B scans given their latents (all None for a text-only model)."""
+        model = self.loaded.model
+        device = next(model.parameters()).device
+        batch = None if not self.loaded.visual else [c.to(device) for c in codes]  # type: ignore[union-attr]
+        with _threads_for(model):
+            rows = model.generate(batch, batch=len(codes), max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+            probs = model.label_probabilities(batch, len(codes))
+        out = []
+        for b, ids in enumerate(rows):
+            findings, impression = self.loaded.text.split_report(ids)
+            notes = list(warnings[b]) if warnings is not None else []
+            truncated = len(ids) >= self.max_new_tokens
+            if truncated:
+                notes.append(f"the report reached the length limit ({self.max_new_tokens} tokens) and may be cut off")
+            elif not impression:
+                notes.append("the model wrote no impression section")
+            text = " ".join(p for p in (findings, impression) if p)
+            labels = self.labeler.label(text)
+            p = {} if probs is None else {n: round(float(v), 4) for n, v in zip(labels, probs[b].tolist())}
+            out.append(GeneratedReport(findings, impression, labels, notes, p, truncated))
+        return out
+
+    def report(self, volume: Volume) -> GeneratedReport:
+        """One scan → one report."""
+        return self.from_codes([self.encode(volume)], [self.scan_warnings(volume)])[0]
+
+
+def _loaded(bundle: str | Path | LoadedReportModel | None) -> LoadedReportModel:
+    if isinstance(bundle, LoadedReportModel):
+        return bundle
+    key = str(Path(bundle).resolve()) if bundle is not None else "<default>"
+    if key not in _LOADED:
+        _LOADED[key] = load_report_model(bundle)
+    return _LOADED[key]
+
+
+def generate_report(
+    path_or_volume: str | Path | Volume,
+    bundle: str | Path | LoadedReportModel | None = None,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
+    series: str | None = None,
+) -> dict[str, Any]:
+    """Write a report for one scan.
+
+    Args:
+        path_or_volume: NIfTI file, DICOM folder / .zip / .dcm, or a :class:`Volume` in HU.
+        bundle: report bundle / run folder, a loaded model, or None for the bundle shipped with ctvl.
+        num_beams: 1 = greedy (default: the model's config), > 1 = beam search.
+        max_new_tokens: length limit in tokens (default: the model's config).
+        series: series of a multi-series DICOM folder.
+
+    Returns:
+        ``{"report": str, "labels": {18 names: 0/1}, "warnings": [str, ...]}``.
+    """
+    loaded = _loaded(bundle)
+    volume = path_or_volume if isinstance(path_or_volume, Volume) else read_scan(path_or_volume, series)
+    return ReportGenerator(loaded, num_beams, max_new_tokens).report(volume).as_dict()
+

@@ -1,0 +1,276 @@
+"""The report model: visual tokens → causal LM that writes findings and impression.
+
+Sequence per scan (left-padded in a batch, positions counted from the first real token)::
+
+    <bos> <image> v_1 ... v_k </image> <findings> findings ... <impression> impression ... <eos>
+                  └ VisualEncoder ┘    └──────────── loss on these tokens only ────────────┘
+
+The LM is a ``transformers`` causal LM: built from a small config (Llama- or GPT-2-style) for the CPU
+models, or any local Hugging Face causal LM folder (``lm_path``) for GPU runs, whose own tokenizer then
+replaces the BPE. ``visual: none`` builds the same LM without a visual path: the text-only prior of the
+comparison. An optional auxiliary loss reads the 18 labels from the LM's hidden state at ``</image>``
+(which has attended to every visual token): it teaches the LM to gather the findings into one place
+that every report token can attend to, and gives per-label probabilities at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctvl.data.labels import NUM_LABELS
+from ctvl.errors import ConfigError
+from ctvl.report.text_tokenizer import ReportTextTokenizer
+from ctvl.report.visual import ReductionConfig, VisualEncoder
+
+LM_ARCHS = ("llama", "gpt2")
+_LM_DEFAULTS: dict[str, Any] = {
+    "arch": "llama", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "num_key_value_heads": None, "intermediate_size": None, "max_position_embeddings": 1024, "dropout": 0.0,
+}
+
+
+@dataclass
+class ReportModelConfig:
+    """The ``model:`` section of a report config (one field per key)."""
+
+    visual: str = "tokenizer"  # "tokenizer" (visual tokens from the tokenizer's latents) | "none" (text-only prior)
+    visual_dim: int = 12  # latent channels D of the tokenizer (set from the tokenizer bundle by the task)
+    lm: dict[str, Any] = field(default_factory=dict)  # small LM built from a config: arch, hidden_size, ...
+    lm_path: str | None = None  # local HF causal LM folder (GPU runs); its tokenizer replaces the BPE
+    projector_hidden: int | None = None  # MLP projector hidden width (None = LM width: 18 -> 4096 -> 4096)
+    projector_layers: int = 2  # Linear layers in the projector
+    positions: bool = True  # add the (t, h, w) position code to visual tokens
+    conv_layers: int = 0  # 3x3x3 conv layers on the latent grid before the projector (C-Abstractor-style; 0 = MLP only)
+    conv_width: int = 64  # channels of those conv layers
+    reduction: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})  # see ReductionConfig
+    aux_label_weight: float = 0.0  # weight of the 18-label BCE read at </image> (0 = off)
+    vocab_size: int = 1024  # BPE vocabulary trained on the training reports (ignored with lm_path)
+    max_new_tokens: int = 384  # generation length limit (tokens)
+    num_beams: int = 1  # 1 = greedy decoding; > 1 = beam search
+
+    def __post_init__(self) -> None:
+        if self.visual not in ("tokenizer", "none"):
+            raise ConfigError(f"model.visual must be 'tokenizer' or 'none', got {self.visual!r}")
+        unknown = sorted(set(self.lm) - set(_LM_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"unknown model.lm key(s) {unknown}; known: {sorted(_LM_DEFAULTS)}")
+        self.lm = {**_LM_DEFAULTS, **self.lm}
+        if self.lm["arch"] not in LM_ARCHS:
+            raise ConfigError(f"model.lm.arch must be one of {', '.join(LM_ARCHS)}, got {self.lm['arch']!r}")
+        self.reduction = ReductionConfig.from_dict(self.reduction).to_dict()
+        if self.max_new_tokens < 1 or self.num_beams < 1 or self.visual_dim < 1 or self.conv_width < 1:
+            raise ConfigError("model.max_new_tokens, model.num_beams, model.visual_dim and model.conv_width must be >= 1")
+        if self.conv_layers < 0:
+            raise ConfigError(f"model.conv_layers must be >= 0, got {self.conv_layers}")
+        if self.aux_label_weight < 0:
+            raise ConfigError(f"model.aux_label_weight must be >= 0, got {self.aux_label_weight}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReportModelConfig:
+        """Build from the YAML ``model:`` mapping; unknown keys are a :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model key(s) {unknown} in the report config; known: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_lm(config: ReportModelConfig, text: ReportTextTokenizer) -> nn.Module:
+    """The causal LM: from ``lm_path`` (pretrained, embeddings resized to the tokenizer) or from ``lm``."""
+    if config.lm_path:
+        from transformers import AutoModelForCausalLM
+
+        try:
+            lm = AutoModelForCausalLM.from_pretrained(config.lm_path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load the causal LM: {str(exc).splitlines()[0]}", path=config.lm_path) from None
+        lm.resize_token_embeddings(text.vocab_size)
+        lm.config.pad_token_id, lm.config.eos_token_id = text.pad_id, text.eos_id
+        return lm
+    c = config.lm
+    width, heads = int(c["hidden_size"]), int(c["num_attention_heads"])
+    if width % heads:
+        raise ConfigError(f"model.lm.hidden_size {width} must be divisible by num_attention_heads {heads}")
+    ids = {"bos_token_id": text.bos_id, "eos_token_id": text.eos_id, "pad_token_id": text.pad_id}
+    if c["arch"] == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(
+            vocab_size=text.vocab_size, hidden_size=width, num_hidden_layers=int(c["num_hidden_layers"]),
+            num_attention_heads=heads, num_key_value_heads=int(c["num_key_value_heads"] or heads),
+            intermediate_size=int(c["intermediate_size"] or 4 * width),
+            max_position_embeddings=int(c["max_position_embeddings"]), attention_dropout=float(c["dropout"]),
+            tie_word_embeddings=True, **ids,
+        )
+        return LlamaForCausalLM(cfg)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(
+        vocab_size=text.vocab_size, n_embd=width, n_layer=int(c["num_hidden_layers"]), n_head=heads,
+        n_inner=int(c["intermediate_size"] or 4 * width), n_positions=int(c["max_position_embeddings"]),
+        resid_pdrop=float(c["dropout"]), embd_pdrop=float(c["dropout"]), attn_pdrop=float(c["dropout"]), **ids,
+    )
+    return GPT2LMHeadModel(cfg)
+
+
+@dataclass
+class Assembled:
+    """A left-padded batch ready for the LM."""
+
+    embeds: torch.Tensor  # (B, L, d)
+    attention_mask: torch.Tensor  # (B, L) 1 = real token
+    position_ids: torch.Tensor  # (B, L)
+    labels: torch.Tensor | None  # (B, L) target ids, -100 elsewhere
+    summary: torch.Tensor  # (B,) position of </image>
+
+
+class ReportModel(nn.Module):
+    """Visual encoder (optional) + causal LM + optional auxiliary label head.
+
+    Args:
+        config: the model config.
+        text: the text tokenizer (its vocabulary size sizes the LM).
+    """
+
+    def __init__(self, config: ReportModelConfig, text: ReportTextTokenizer) -> None:
+        super().__init__()
+        self.config, self.text = config, text
+        self.lm = build_lm(config, text)
+        width = int(self.lm.get_input_embeddings().embedding_dim)
+        self.visual: VisualEncoder | None = None
+        if config.visual == "tokenizer":
+            self.visual = VisualEncoder(
+                config.visual_dim, width, ReductionConfig.from_dict(config.reduction), config.projector_hidden,
+                config.projector_layers, config.positions, config.conv_layers, config.conv_width,
+            )
+        self.aux_head = nn.Linear(width, NUM_LABELS) if config.aux_label_weight > 0 else None
+        prompt = text.prompt()
+        self.register_buffer("prompt_before", torch.tensor(prompt.before), persistent=False)
+        self.register_buffer("prompt_after", torch.tensor(prompt.after), persistent=False)
+
+    @property
+    def width(self) -> int:
+        return int(self.lm.get_input_embeddings().embedding_dim)
+
+    def prefixes(self, codes: list[torch.Tensor] | None, batch: int) -> list[torch.Tensor]:
+        """Prompt embeddings per scan: ``<bos> <image> [visual] </image> <findings>`` → B × (P_b, d)."""
+        embed = self.lm.get_input_embeddings()
+        before, after = embed(self.prompt_before), embed(self.prompt_after)  # (2, d) each
+        if self.visual is None:
+            return [torch.cat([before, after])] * batch
+        if codes is None or len(codes) != batch:
+            raise ConfigError("this report model needs visual latents for every scan")
+        visual = self.visual(codes)
+        return [torch.cat([before, v.to(before.dtype), after]) for v in visual]
+
+    def assemble(self, prefixes: list[torch.Tensor], targets: list[torch.Tensor] | None = None) -> Assembled:
+        """Left-pad ``prefix + target`` sequences into one batch (targets are 1-D id tensors)."""
+        embed = self.lm.get_input_embeddings()
+        seqs, labels, summary = [], [], []
+        for b, prefix in enumerate(prefixes):
+            parts, lab = [prefix], [torch.full((prefix.shape[0],), -100, device=prefix.device)]
+            if targets is not None:
+                parts.append(embed(targets[b]))
+                lab.append(targets[b])
+            seqs.append(torch.cat(parts))
+            labels.append(torch.cat(lab))
+            summary.append(prefix.shape[0] - 2)  # </image> is the second to last prompt token
+        length = max(s.shape[0] for s in seqs)
+        d = prefixes[0].shape[1]
+        device = prefixes[0].device
+        embeds = prefixes[0].new_zeros(len(seqs), length, d)
+        mask = torch.zeros(len(seqs), length, dtype=torch.long, device=device)
+        lab_out = torch.full((len(seqs), length), -100, dtype=torch.long, device=device)
+        for b, s in enumerate(seqs):
+            pad = length - s.shape[0]
+            embeds[b, pad:], mask[b, pad:], lab_out[b, pad:] = s, 1, labels[b]
+            summary[b] += pad
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return Assembled(embeds, mask, positions, lab_out if targets is not None else None,
+                         torch.tensor(summary, device=device))
+
+    def forward(
+        self, codes: list[torch.Tensor] | None, targets: list[torch.Tensor], labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Teacher-forced loss of one batch.
+
+        Args:
+            codes: B latent grids (D, t, h, w) or their precomputed
+                :class:`~ctvl.report.visual.Selection`, or None for a text-only model.
+            targets: B 1-D tensors of report ids (``ReportTextTokenizer.target``).
+            labels: (B, 18) 0/1 ground truth for the auxiliary loss (ignored when it is off).
+
+        Returns:
+            ``{"loss", "lm_loss", "aux_loss", "token_accuracy"}`` scalars.
+        """
+        batch = self.assemble(self.prefixes(codes, len(targets)), targets)
+        out = self.lm(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
+                      position_ids=batch.position_ids, output_hidden_states=self.aux_head is not None)
+        logits = out.logits[:, :-1].float()  # (B, L-1, V) predicts token t+1
+        target = batch.labels[:, 1:]  # type: ignore[index]
+        valid = target != -100  # (B, L-1)
+        per_token = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")  # (B, L-1)
+        count = valid.sum(dim=1).clamp(min=1)
+        # mean over each report's tokens, then over reports: every report weighs the same, so the loss of a
+        # batch split over ranks / accumulation steps equals the loss of the whole batch
+        lm_loss = (per_token.sum(dim=1) / count).mean()
+        accuracy = (((logits.argmax(-1) == target) & valid).sum(dim=1) / count).mean()
+        loss = lm_loss
+        aux = lm_loss.new_zeros(())
+        if self.aux_head is not None and labels is not None:
+            hidden = out.hidden_states[-1]  # (B, L, d)
+            summary = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.summary]  # (B, d)
+            aux = F.binary_cross_entropy_with_logits(self.aux_head(summary).float(), labels.float())
+            loss = loss + self.config.aux_label_weight * aux
+        return {"loss": loss, "lm_loss": lm_loss.detach(), "aux_loss": aux.detach(), "token_accuracy": accuracy.detach()}
+
+    @torch.no_grad()
+    def label_probabilities(self, codes: list[torch.Tensor] | None, batch: int) -> torch.Tensor | None:
+        """(B, 18) probabilities of the auxiliary head read at ``</image>``; None without the head."""
+        if self.aux_head is None:
+            return None
+        a = self.assemble(self.prefixes(codes, batch))
+        out = self.lm(inputs_embeds=a.embeds, attention_mask=a.attention_mask, position_ids=a.position_ids,
+                      output_hidden_states=True)
+        hidden = out.hidden_states[-1]
+        return torch.sigmoid(self.aux_head(hidden[torch.arange(batch, device=hidden.device), a.summary]).float())
+
+    @torch.no_grad()
+    def generate(
+        self,
+        codes: list[torch.Tensor] | None,
+        batch: int | None = None,
+        max_new_tokens: int | None = None,
+        num_beams: int | None = None,
+    ) -> list[list[int]]:
+        """Write reports: greedy (``num_beams=1``) or beam search, up to ``max_new_tokens``.
+
+        Args:
+            codes: B latent grids, or None (text-only model; then pass ``batch``).
+            batch: number of reports when ``codes`` is None.
+            max_new_tokens: length limit (default: the config's).
+            num_beams: beams (default: the config's).
+
+        Returns:
+            B lists of generated ids (up to and excluding ``<eos>``).
+        """
+        n = len(codes) if codes is not None else int(batch or 1)
+        a = self.assemble(self.prefixes(codes, n))
+        out = self.lm.generate(
+            inputs_embeds=a.embeds, attention_mask=a.attention_mask, do_sample=False,
+            max_new_tokens=int(max_new_tokens or self.config.max_new_tokens),
+            num_beams=int(num_beams or self.config.num_beams), eos_token_id=self.text.eos_id,
+            pad_token_id=self.text.pad_id,
+        )
+        rows = []
+        for ids in out.tolist():
+            rows.append(ids[: ids.index(self.text.eos_id)] if self.text.eos_id in ids else ids)
+        return rows

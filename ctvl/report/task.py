@@ -1,0 +1,206 @@
+"""Training task of the report model for the shared loop (``ctvl train report --config ...``).
+
+``model:`` keys are the fields of :class:`~ctvl.report.model.ReportModelConfig`. ``data:`` keys:
+
+``root``        CT-RATE-layout dataset folder (volumes + reports CSV; a labels CSV for the auxiliary loss)
+``split``       split to train on (default ``train``)
+``tokenizer``   tokenizer bundle / run folder (default: the bundle shipped with ctvl); unused with ``visual: none``
+``cache_dir``   visual-token cache folder (default ``$CTVL_CACHE`` or ``runs/cache``); null = no cache
+``limit``       use only the first N scans (null = all)
+
+The task encodes every training scan once with the frozen tokenizer (cached per scan and tokenizer),
+trains the BPE on the training reports, and streams deterministic shuffled micro-batches
+(:func:`ctvl.train.sample_indices`, one permutation per epoch), so DDP equals single-process training.
+Every checkpoint's ``config.json`` stores, under ``"task"``, the model config, the BPE, the tokenizer's
+identity and the **preprocessing spec** it applies, and the geometry range of the training scans (used to
+warn about scans unlike the training data at inference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctvl.errors import ConfigError
+from ctvl.report.model import ReportModel, ReportModelConfig
+from ctvl.report.text_tokenizer import ReportTextTokenizer
+from ctvl.train import TrainConfig, TrainTask, sample_indices
+from ctvl.train.rng import derive_seed, seed_everything
+
+DATA_KEYS = ("root", "split", "tokenizer", "cache_dir", "limit")
+EXPORT_FORMAT = "ctvl-report-model-1"
+
+
+def tokenizer_identity(tok: Any) -> dict[str, Any]:
+    """What a report checkpoint records about the tokenizer it reads (id, kind, spec, source)."""
+    return {
+        "id": tok.tokenizer_id,
+        "kind": tok.kind,
+        "compression": tok.model.config.compression,
+        "token_channels": tok.model.config.token_channels,
+        "stage": tok.stage,
+        "encode_mode": tok.encode_mode,
+        "source": str(tok.source),
+        "spec_hash": tok.spec.hash(),
+    }
+
+
+def geometry_range(geometries: list[torch.Tensor]) -> dict[str, list[float]]:
+    """Min/max over training scans of each geometry value, in :func:`ctvl.report.tokens.geometry_summary` order."""
+    names = ["spacing_x", "spacing_y", "spacing_z", "fov_x", "fov_y", "fov_z"]
+    table = torch.stack([g.double() for g in geometries]).numpy()  # (N, 6)
+    return {n: [float(table[:, k].min()), float(table[:, k].max())] for k, n in enumerate(names)}
+
+
+class ReportTask(TrainTask):
+    """Report model training (3D tokenizer, slice-wise tokenizer or text-only, by config)."""
+
+    name = "report"
+
+    def __init__(self) -> None:
+        self.cfg: TrainConfig | None = None
+        self.model_config: ReportModelConfig | None = None
+        self.text: ReportTextTokenizer | None = None
+        self.tokenizer: Any = None
+        self.codes: list[torch.Tensor] | None = None
+        self.selections: list[Any] | None = None
+        self.targets: list[torch.Tensor] = []
+        self.labels: torch.Tensor | None = None
+        self.training_data: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------ data
+    def _data(self, cfg: TrainConfig) -> dict[str, Any]:
+        unknown = sorted(set(cfg.data) - set(DATA_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown data key(s) {unknown} in the report config; known: {', '.join(DATA_KEYS)}")
+        if not cfg.data.get("root"):
+            raise ConfigError("data.root is required: a CT-RATE-layout dataset folder (e.g. `ctvl data phantom`)")
+        return {"split": "train", "tokenizer": None, "cache_dir": str(_default_cache()), "limit": None, **cfg.data}
+
+    def prepare(self, cfg: TrainConfig) -> None:
+        """Index the data, encode every scan (cached), train the BPE, tokenize the reports."""
+        from ctvl.data.datasets import scan_ctrate
+
+        self.cfg = cfg
+        data = self._data(cfg)
+        mc = ReportModelConfig.from_dict(dict(cfg.model))
+        index = scan_ctrate(data["root"], split=data["split"], require=("reports",))
+        records = index.records[: int(data["limit"])] if data["limit"] else index.records
+        if not records:
+            raise ConfigError("no training scans selected (data.limit = 0?)", path=data["root"])
+        if mc.lm_path:
+            self.text = ReportTextTokenizer.from_pretrained_lm(mc.lm_path)
+        else:
+            corpus = [t for r in records for t in (r.findings, r.impression)]
+            self.text = ReportTextTokenizer.train(corpus, vocab_size=mc.vocab_size)
+        self.targets = [torch.tensor(self.text.target(r.findings, r.impression)) for r in records]
+        has_labels = all(r.has_labels for r in records)
+        if mc.aux_label_weight > 0 and not has_labels:
+            raise ConfigError("model.aux_label_weight > 0 needs a labels CSV with a row for every training scan",
+                              path=data["root"])
+        self.labels = torch.from_numpy(np.stack([r.labels for r in records])).float() if has_labels else None
+        geometries: list[torch.Tensor] = []
+        if mc.visual == "tokenizer":
+            from ctvl.report.tokens import VisualTokenCache
+            from ctvl.tokenizers.causal3d.bundle import load_tokenizer
+            from ctvl.train.distributed import env_ranks
+
+            self.tokenizer = load_tokenizer(data["tokenizer"])
+            mc.visual_dim = int(self.tokenizer.model.config.token_channels)
+            rank, world, _ = env_ranks()
+            cache = VisualTokenCache(self.tokenizer, data["cache_dir"])
+            entries = cache.codes_many(records, progress=_progress(rank, len(records)), rank=rank, world_size=world)
+            from ctvl.report.visual import ReductionConfig, select_tokens
+
+            reduction = ReductionConfig.from_dict(mc.reduction)
+            self.codes = [e["codes"] for e in entries]
+            self.selections = [select_tokens(c, reduction) for c in self.codes]  # parameter-free: once per scan
+            geometries = [e["geometry"] for e in entries]
+        self.model_config = mc
+        lengths = [len(t) for t in self.targets]
+        self.training_data = {
+            "root": str(data["root"]), "split": data["split"], "scans": len(records),
+            "target_tokens": {"mean": float(np.mean(lengths)), "max": int(max(lengths))},
+            "geometry": geometry_range(geometries) if geometries else None,
+            "labels": bool(has_labels),
+        }
+        longest = max(lengths) + 4 + (self._max_visual() if self.codes is not None else 0)
+        limit = int(mc.lm["max_position_embeddings"]) if not mc.lm_path else None
+        if limit is not None and longest > limit:
+            raise ConfigError(f"the longest training sequence has {longest} tokens (visual + prompt + report), more "
+                              f"than model.lm.max_position_embeddings = {limit}; raise it or reduce visual tokens")
+
+    def _max_visual(self) -> int:
+        from ctvl.report.visual import ReductionConfig, count_tokens
+
+        assert self.codes is not None and self.model_config is not None
+        reduction = ReductionConfig.from_dict(self.model_config.reduction)
+        return max(count_tokens(reduction, tuple(c.shape[1:])) for c in self.codes)
+
+    # ------------------------------------------------------------------------------------ TrainTask
+    def build_model(self, cfg: TrainConfig) -> nn.Module:
+        self.prepare(cfg)
+        seed_everything(cfg.seed)  # same initial weights whether the token cache was warm or cold
+        assert self.model_config is not None and self.text is not None
+        return ReportModel(self.model_config, self.text)
+
+    def batches(
+        self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0
+    ) -> Iterator[dict[str, Any]]:
+        n = len(self.targets)
+        perms: dict[int, torch.Tensor] = {}
+        micro = start
+        while True:
+            picks = []
+            for i in sample_indices(cfg, rank, world_size, micro):
+                epoch, pos = divmod(i, n)
+                if epoch not in perms:
+                    perms = {epoch: torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))}
+                picks.append(int(perms[epoch][pos]))
+            yield {
+                "codes": [self.selections[k] for k in picks] if self.selections is not None else None,
+                "targets": [self.targets[k] for k in picks],
+                "labels": self.labels[picks] if self.labels is not None else None,
+            }
+            micro += 1
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
+        out = model(batch["codes"], batch["targets"], batch["labels"])
+        metrics = {k: v for k, v in out.items() if k != "loss"}
+        return out["loss"], metrics
+
+    def export_config(self) -> dict[str, Any]:
+        assert self.model_config is not None and self.text is not None
+        tok = self.tokenizer
+        return {
+            "format": EXPORT_FORMAT,
+            "model": self.model_config.to_dict(),
+            "text_tokenizer": self.text.to_dict(),
+            "tokenizer": tokenizer_identity(tok) if tok is not None else None,
+            "preprocessing": tok.spec.to_dict() if tok is not None else None,
+            "training_data": self.training_data,
+        }
+
+
+def _default_cache() -> Path:
+    from ctvl.report.tokens import default_cache_dir
+
+    return default_cache_dir()
+
+
+def _progress(rank: int, total: int):
+    """A progress callback for encoding the training scans (rank 0 prints every ~10 %)."""
+    if rank != 0 or total < 20:
+        return None
+    step = max(1, total // 10)
+
+    def report(done: int, mine: int) -> None:
+        if done % step == 0 or done == mine:
+            print(f"visual tokens: {done}/{mine} scans of this rank", flush=True)
+
+    return report
