@@ -26,6 +26,7 @@ from ctvl.report.text_tokenizer import format_report
 
 SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _threads_for)
 _GEOMETRY_SLACK = 1.25  # a value this far outside the training range is worth a warning
+_CROP_SLACK = 1.15  # a centre crop that cuts more than ~13 % of the scan's extent is worth a warning
 _LOADED: dict[str, LoadedReportModel] = {}
 
 
@@ -99,7 +100,7 @@ def geometry_warnings(volume: Volume, loaded: LoadedReportModel) -> list[str]:
         model_fov["z"] = spec.depth * spec.spacing[2]
     for axis, fov in model_fov.items():
         extent = geo[f"fov_{axis}"]
-        if extent > fov * 1.05:
+        if extent > fov * _CROP_SLACK:
             out.append(f"the scan spans {extent:.0f} mm along {axis} but the model sees {fov:.0f} mm: the stored "
                        f"preprocessing crops {100 * (1 - fov / extent):.0f} % of it (centre crop)")
         elif extent < fov * 0.5:

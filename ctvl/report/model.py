@@ -47,6 +47,7 @@ class ReportModelConfig:
     positions: bool = True  # add the (t, h, w) position code to visual tokens
     conv_layers: int = 0  # 3x3x3 conv layers on the latent grid before the projector (C-Abstractor-style; 0 = MLP only)
     conv_width: int = 64  # channels of those conv layers
+    summary_token: bool = False  # one extra visual token from the pooled features + a direct label loss on them
     reduction: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})  # see ReductionConfig
     aux_label_weight: float = 0.0  # weight of the 18-label BCE read at </image> (0 = off)
     vocab_size: int = 1024  # BPE vocabulary trained on the training reports (ignored with lm_path)
@@ -150,6 +151,7 @@ class ReportModel(nn.Module):
             self.visual = VisualEncoder(
                 config.visual_dim, width, ReductionConfig.from_dict(config.reduction), config.projector_hidden,
                 config.projector_layers, config.positions, config.conv_layers, config.conv_width,
+                config.summary_token,
             )
         self.aux_head = nn.Linear(width, NUM_LABELS) if config.aux_label_weight > 0 else None
         prompt = text.prompt()
@@ -160,16 +162,17 @@ class ReportModel(nn.Module):
     def width(self) -> int:
         return int(self.lm.get_input_embeddings().embedding_dim)
 
-    def prefixes(self, codes: list[torch.Tensor] | None, batch: int) -> list[torch.Tensor]:
-        """Prompt embeddings per scan: ``<bos> <image> [visual] </image> <findings>`` → B × (P_b, d)."""
+    def prefixes(self, codes: list[torch.Tensor] | None, batch: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Prompt embeddings per scan: ``<bos> <image> [visual] </image> <findings>`` → B × (P_b, d), and the
+        visual path's own label logits (B, 18) when it has a summary token (else None)."""
         embed = self.lm.get_input_embeddings()
         before, after = embed(self.prompt_before), embed(self.prompt_after)  # (2, d) each
         if self.visual is None:
-            return [torch.cat([before, after])] * batch
+            return [torch.cat([before, after])] * batch, None
         if codes is None or len(codes) != batch:
             raise ConfigError("this report model needs visual latents for every scan")
-        visual = self.visual(codes)
-        return [torch.cat([before, v.to(before.dtype), after]) for v in visual]
+        visual, logits = self.visual(codes)
+        return [torch.cat([before, v.to(before.dtype), after]) for v in visual], logits
 
     def assemble(self, prefixes: list[torch.Tensor], targets: list[torch.Tensor] | None = None) -> Assembled:
         """Left-pad ``prefix + target`` sequences into one batch (targets are 1-D id tensors)."""
@@ -211,7 +214,8 @@ class ReportModel(nn.Module):
         Returns:
             ``{"loss", "lm_loss", "aux_loss", "token_accuracy"}`` scalars.
         """
-        batch = self.assemble(self.prefixes(codes, len(targets)), targets)
+        prefixes, visual_logits = self.prefixes(codes, len(targets))
+        batch = self.assemble(prefixes, targets)
         out = self.lm(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
                       position_ids=batch.position_ids, output_hidden_states=self.aux_head is not None)
         logits = out.logits[:, :-1].float()  # (B, L-1, V) predicts token t+1
@@ -229,6 +233,8 @@ class ReportModel(nn.Module):
             hidden = out.hidden_states[-1]  # (B, L, d)
             summary = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.summary]  # (B, d)
             aux = F.binary_cross_entropy_with_logits(self.aux_head(summary).float(), labels.float())
+            if visual_logits is not None:  # the visual path's own reading of the labels
+                aux = aux + F.binary_cross_entropy_with_logits(visual_logits.float(), labels.float())
             loss = loss + self.config.aux_label_weight * aux
         return {"loss": loss, "lm_loss": lm_loss.detach(), "aux_loss": aux.detach(), "token_accuracy": accuracy.detach()}
 
@@ -237,7 +243,7 @@ class ReportModel(nn.Module):
         """(B, 18) probabilities of the auxiliary head read at ``</image>``; None without the head."""
         if self.aux_head is None:
             return None
-        a = self.assemble(self.prefixes(codes, batch))
+        a = self.assemble(self.prefixes(codes, batch)[0])
         out = self.lm(inputs_embeds=a.embeds, attention_mask=a.attention_mask, position_ids=a.position_ids,
                       output_hidden_states=True)
         hidden = out.hidden_states[-1]
@@ -263,7 +269,7 @@ class ReportModel(nn.Module):
             B lists of generated ids (up to and excluding ``<eos>``).
         """
         n = len(codes) if codes is not None else int(batch or 1)
-        a = self.assemble(self.prefixes(codes, n))
+        a = self.assemble(self.prefixes(codes, n)[0])
         out = self.lm.generate(
             inputs_embeds=a.embeds, attention_mask=a.attention_mask, do_sample=False,
             max_new_tokens=int(max_new_tokens or self.config.max_new_tokens),

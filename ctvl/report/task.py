@@ -140,7 +140,8 @@ class ReportTask(TrainTask):
 
         assert self.codes is not None and self.model_config is not None
         reduction = ReductionConfig.from_dict(self.model_config.reduction)
-        return max(count_tokens(reduction, tuple(c.shape[1:])) for c in self.codes)
+        extra = int(bool(self.model_config.summary_token))
+        return max(count_tokens(reduction, tuple(c.shape[1:])) for c in self.codes) + extra
 
     # ------------------------------------------------------------------------------------ TrainTask
     def build_model(self, cfg: TrainConfig) -> nn.Module:

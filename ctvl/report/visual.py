@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctvl.data.labels import NUM_LABELS
 from ctvl.errors import ConfigError
 from ctvl.report.projector import ConvMixer, MLPProjector, grid_coordinates, sincos_positions
 
@@ -146,6 +147,9 @@ class VisualEncoder(nn.Module):
         positions: add the (t, h, w) position code.
         conv_layers: 3x3x3 conv layers over the latent grid before the projector (0 = none).
         conv_width: their channels.
+        summary: append one summary token (mean and max of the features over the whole grid, projected)
+            and predict the 18 labels from the same pooled features (a direct auxiliary target for the
+            visual path; the LM then finds the scan's findings in one place, right before ``</image>``).
     """
 
     def __init__(
@@ -158,12 +162,15 @@ class VisualEncoder(nn.Module):
         positions: bool = True,
         conv_layers: int = 0,
         conv_width: int = 64,
+        summary: bool = False,
     ) -> None:
         super().__init__()
         self.in_dim, self.lm_dim, self.reduction = in_dim, lm_dim, reduction
         self.conv = ConvMixer(in_dim, conv_width, conv_layers) if conv_layers > 0 else None
         feature_dim = conv_width if self.conv is not None else in_dim
         self.projector = MLPProjector(feature_dim, lm_dim, projector_hidden, projector_layers)
+        self.summary_token = MLPProjector(2 * feature_dim, lm_dim, projector_hidden, projector_layers) if summary else None
+        self.label_head = nn.Linear(2 * feature_dim, NUM_LABELS) if summary else None
         self.position = nn.Linear(POSITION_FEATURES, lm_dim) if positions else None
         if self.position is not None:
             nn.init.normal_(self.position.weight, std=0.02)
@@ -181,7 +188,7 @@ class VisualEncoder(nn.Module):
 
     def num_tokens(self, grid: tuple[int, int, int]) -> int:
         """Visual tokens the LM receives for a latent grid (t, h, w)."""
-        return count_tokens(self.reduction, grid)
+        return count_tokens(self.reduction, grid) + (self.summary_token is not None)
 
     def select(self, codes: torch.Tensor) -> Selection:
         """:func:`select_tokens` for one scan's latents (D, t, h, w), checking D against the model."""
@@ -190,15 +197,19 @@ class VisualEncoder(nn.Module):
                               "the report model and the tokenizer do not match")
         return select_tokens(codes, self.reduction)
 
-    def _features(self, selections: list[Selection]) -> list[torch.Tensor]:
+    def _maps(self, selections: list[Selection]) -> list[torch.Tensor]:
+        """Per scan, the feature grid: conv features (W, t, h, w), or the latents (D, t, h, w) without convs."""
+        if self.conv is None:
+            return [s.codes.float() for s in selections]
+        shapes = {tuple(s.codes.shape) for s in selections}
+        if len(shapes) == 1:  # one conv call for the batch
+            return list(self.conv(torch.stack([s.codes.float() for s in selections])).unbind(0))
+        return [self.conv(s.codes.float()[None])[0] for s in selections]
+
+    def _features(self, selections: list[Selection], maps: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per scan, the selected tokens (k, D), or with a conv stage its features at the same places (k, W)."""
         if self.conv is None:
             return [s.tokens.float() for s in selections]
-        shapes = {tuple(s.codes.shape) for s in selections}
-        if len(shapes) == 1:  # one conv call for the batch
-            maps = list(self.conv(torch.stack([s.codes.float() for s in selections])).unbind(0))
-        else:
-            maps = [self.conv(s.codes.float()[None])[0] for s in selections]
         out = []
         for sel, fmap in zip(selections, maps):  # fmap (W, t, h, w)
             if self.reduction.kind == "pool":
@@ -209,9 +220,11 @@ class VisualEncoder(nn.Module):
                 out.append(fmap.flatten(1).T[sel.indices])
         return out
 
-    def embed(self, selections: list[Selection]) -> list[torch.Tensor]:
-        """Selected tokens of B scans → B tensors (k_b, lm_dim): one projector call for the whole batch."""
-        tokens = torch.cat(self._features(selections))  # (sum k, D or W)
+    def embed(self, selections: list[Selection]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Selected tokens of B scans → B tensors (k_b, lm_dim) (one projector call for the whole batch),
+        and with ``summary`` the (B, 18) label logits of the pooled features (else None)."""
+        maps = self._maps(selections) if (self.conv is not None or self.summary_token is not None) else []
+        tokens = torch.cat(self._features(selections, maps))  # (sum k, D or W)
         out = self.projector(tokens)  # (sum k, lm_dim)
         if self.position is not None:
             coords = torch.cat([grid_coordinates(s.indices, tuple(int(g) for g in s.grid)) for s in selections])
@@ -226,16 +239,22 @@ class VisualEncoder(nn.Module):
                 pad = [v for g, f in zip(reversed(grid), reversed(self.reduction.factor)) for v in (0, -g % f)]
                 fmap = F.pad(fmap, pad, mode="replicate") if any(pad) else fmap
                 packed.append(self.packer(fmap)[0][0])  # (Nq, lm_dim)
-            return packed
-        if self.reduction.kind == "mqt":
+            parts = packed
+        elif self.reduction.kind == "mqt":
             assert self.resampler is not None
-            return [self.resampler(part[None])[0] for part in parts]  # (keep, lm_dim) each
-        return parts
+            parts = [self.resampler(part[None])[0] for part in parts]  # (keep, lm_dim) each
+        if self.summary_token is None:
+            return parts, None
+        pooled = torch.stack([torch.cat([m.flatten(1).mean(1), m.flatten(1).amax(1)]) for m in maps])  # (B, 2F)
+        extra = self.summary_token(pooled)  # (B, lm_dim)
+        parts = [torch.cat([part, extra[b : b + 1]]) for b, part in enumerate(parts)]
+        return parts, self.label_head(pooled)
 
     def encode_one(self, codes: torch.Tensor) -> torch.Tensor:
         """One scan's latents (D, t, h, w) → visual tokens (k, lm_dim)."""
-        return self.embed([self.select(codes)])[0]
+        return self.embed([self.select(codes)])[0][0]
 
-    def forward(self, items: list[torch.Tensor | Selection]) -> list[torch.Tensor]:
-        """B scans, each latents (D, t, h, w) or a precomputed :class:`Selection` → B tensors (k_b, lm_dim)."""
+    def forward(self, items: list[torch.Tensor | Selection]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """B scans, each latents (D, t, h, w) or a precomputed :class:`Selection` → B tensors (k_b, lm_dim)
+        and the summary label logits (B, 18) or None (see :meth:`embed`)."""
         return self.embed([it if isinstance(it, Selection) else self.select(it) for it in items])

@@ -52,6 +52,7 @@ def tiny_model_section(**overrides: Any) -> dict[str, Any]:
         "reduction": {"kind": "divprune", "keep": 16},
         "conv_layers": 1,
         "conv_width": 8,
+        "summary_token": True,
         "aux_label_weight": 0.5,
         "max_new_tokens": 24,
     }

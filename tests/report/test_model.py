@@ -53,7 +53,7 @@ def test_left_padding_does_not_change_a_sample(text):
 
 
 def _lm_inputs(model, codes, targets):
-    a = model.assemble(model.prefixes(codes, len(targets)), targets)
+    a = model.assemble(model.prefixes(codes, len(targets))[0], targets)
     return {"inputs_embeds": a.embeds, "attention_mask": a.attention_mask, "position_ids": a.position_ids}
 
 
@@ -61,7 +61,7 @@ def test_loss_counts_only_report_tokens(text):
     model = tiny(text)
     codes = [torch.sign(torch.randn(4, 2, 2, 2))]
     target = torch.tensor(text.target(TEXTS[1], "Cardiomegaly."))
-    a = model.assemble(model.prefixes(codes, 1), [target])
+    a = model.assemble(model.prefixes(codes, 1)[0], [target])
     assert int((a.labels != -100).sum()) == len(target)
     assert int(a.summary[0]) == 2 + 8  # <bos> <image> + 8 visual tokens -> </image>
 

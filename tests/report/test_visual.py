@@ -26,7 +26,7 @@ def test_token_counts_and_width(reduction, grid, expected, conv):
     torch.manual_seed(0)
     enc = VisualEncoder(6, 32, ReductionConfig.from_dict(reduction), conv_layers=conv, conv_width=8)
     codes = torch.sign(torch.randn(6, *grid))
-    out = enc([codes, codes])
+    out, _ = enc([codes, codes])
     assert [o.shape for o in out] == [(expected, 32)] * 2
     assert count_tokens(enc.reduction, grid) == expected == enc.num_tokens(grid)
     out[0].sum().backward()
@@ -38,9 +38,9 @@ def test_token_counts_and_width(reduction, grid, expected, conv):
 def test_conv_stage_mixes_neighbouring_latents():
     enc = VisualEncoder(4, 16, ReductionConfig(kind="none"), positions=False, conv_layers=1, conv_width=8).eval()
     codes = torch.zeros(4, 1, 3, 3)
-    base = enc([codes])[0]
+    base = enc([codes])[0][0]
     codes[:, 0, 1, 1] = 1.0  # change only the centre latent
-    changed = (enc([codes])[0] - base).abs().sum(dim=1) > 0
+    changed = (enc([codes])[0][0] - base).abs().sum(dim=1) > 0
     assert changed.all()  # every token of the 3 x 3 grid sees the centre through the 3x3x3 kernel
 
 
@@ -50,9 +50,9 @@ def test_every_reduction_is_covered():
 
 def test_positions_separate_identical_codes():
     enc = VisualEncoder(4, 16, ReductionConfig(kind="none"))
-    out = enc([torch.ones(4, 2, 2, 2)])[0]  # the same latent everywhere
+    out = enc([torch.ones(4, 2, 2, 2)])[0][0]  # the same latent everywhere
     assert torch.cdist(out, out).add(torch.eye(8) * 1e3).min() > 0
-    flat = VisualEncoder(4, 16, ReductionConfig(kind="none"), positions=False)([torch.ones(4, 2, 2, 2)])[0]
+    flat = VisualEncoder(4, 16, ReductionConfig(kind="none"), positions=False)([torch.ones(4, 2, 2, 2)])[0][0]
     assert torch.allclose(flat, flat[0].expand_as(flat))
 
 
@@ -74,7 +74,17 @@ def test_precomputed_selection_gives_the_same_tokens(reduction, conv):
     torch.manual_seed(0)
     enc = VisualEncoder(6, 32, ReductionConfig.from_dict(reduction), conv_layers=conv, conv_width=8).eval()
     codes = [torch.sign(torch.randn(6, 5, 8, 8)), torch.sign(torch.randn(6, 3, 4, 4))]
-    direct = enc(codes)
+    direct, _ = enc(codes)
     selections = [select_tokens(c, enc.reduction) for c in codes]
-    for a, b in zip(direct, enc(selections)):
+    for a, b in zip(direct, enc(selections)[0]):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("conv", [0, 2])
+def test_summary_token_and_label_logits(conv):
+    enc = VisualEncoder(6, 32, ReductionConfig(kind="divprune", keep=10), conv_layers=conv, conv_width=8, summary=True)
+    tokens, logits = enc([torch.sign(torch.randn(6, 3, 4, 4)), torch.sign(torch.randn(6, 5, 8, 8))])
+    assert [t.shape for t in tokens] == [(11, 32), (11, 32)] and logits.shape == (2, 18)
+    assert enc.num_tokens((3, 4, 4)) == 11
+    logits.sum().backward()
+    assert enc.label_head.weight.grad is not None
