@@ -194,8 +194,12 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         "",
         "Writes a chest CT report (findings + impression) from a scan: the bundle's preprocessing → the causal",
         f"3D tokenizer ({export['tokenizer']['compression']}, {export['tokenizer']['token_channels']}-bit LFQ, id "
-        f"`{export['tokenizer']['id']}`, copied in `tokenizer/`) → {mc['reduction']['kind']} token reduction "
-        f"(keep {mc['reduction'].get('keep')}) with 3D position codes → MLP projector ({mc['visual_dim']} → "
+        f"`{export['tokenizer']['id']}`, copied in `tokenizer/`) → "
+        + (f"{mc['conv_layers']} 3x3x3 conv layers ({mc['conv_width']} channels) on the latent grid → "
+           if mc.get("conv_layers") else "")
+        + f"{mc['reduction']['kind']} token reduction (keep {mc['reduction'].get('keep')}) with 3D position codes"
+        + (" + one summary token (mean/max-pooled features, with its own 18-label loss)" if mc.get("summary_token") else "")
+        + f" → MLP projector ({mc['conv_width'] if mc.get('conv_layers') else mc['visual_dim']} → "
         f"{lm['hidden_size']} → {lm['hidden_size']}) → a {lm['arch'].title()}-style causal LM built from a config "
         f"({lm['num_hidden_layers']} layers, width {lm['hidden_size']}, {params / 1e6:.1f} M parameters in all), "
         f"greedy decoding up to {mc['max_new_tokens']} tokens. Text: byte-level BPE ({loaded.text.vocab_size} ids) "
@@ -226,6 +230,14 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         *targets(rows),
         "",
         "Weakest labels of the 3D model: " + ", ".join(f"{k} (F1 {v['f1']:.2f}, n={v['support']})" for k, v in worst) + ".",
+        "",
+        "**Why the numbers are low.** The CPU tokenizer keeps 12 bits per 8 x 8 x 8 block of a 64 x 64 x 33 volume "
+        "(6 mm voxels), and most findings (calcifications, small nodules, devices, septal lines) occupy a voxel or "
+        "two: little of them survives in the tokens. Probes on the tokens, no LM involved: logistic regression on "
+        "the flattened tokens (600 training / 200 held-out scans) reached macro-F1 0.27, a 3-layer conv "
+        "classifier (1,700 / 300, 90 s) 0.35. The report model is bounded by what the tokens carry; the duplicate fraction shows that the LM "
+        "falls back on the most common wording when the tokens say little. The comparison is still informative: "
+        "without visual input every report is the same (duplicate fraction ~1, macro-F1 ~0.03).",
         "",
         "## Training",
         "",
