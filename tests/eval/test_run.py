@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
-import os
 import shutil
-import socket
 
-import pytest
 
 from ctvl.eval.run import read_rows, run_eval
+from tests.ranks import run_ranks
 from tests.report.factory import shared
 
 
@@ -61,29 +58,13 @@ def test_a_crash_mid_write_loses_only_the_cut_row(tmp_path):
     assert (again.generated, again.evaluated) == (1, 3)
 
 
-def _rank(rank: int, port: int, data: str, out: str, model: str, queue) -> None:
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    try:
-        result = run_eval(data, out, model=model, meteor=False, progress=False)
-        queue.put((rank, result.generated, result.evaluated))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        queue.put((rank, repr(exc), None))
+def _rank(data: str, out: str, model: str) -> tuple[int, int]:
+    result = run_eval(data, out, model=model, meteor=False, progress=False)
+    return result.generated, result.evaluated
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork to start ranks quickly")
 def test_two_ranks_split_the_scans_and_rank0_evaluates(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
     args = (str(shared()["data"]), str(tmp_path / "out"), str(shared()["bundle"]))
-    procs = [ctx.Process(target=_rank, args=(r, port, *args, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    results = sorted(queue.get(timeout=5) for _ in procs)
-    assert results == [(0, 2, 3), (1, 1, 0)], results
+    results = run_ranks(_rank, args)
+    assert results == [(2, 3), (1, 0)], results
     assert sorted(p.name for p in (tmp_path / "out" / "predictions").iterdir()) == ["rank-0.jsonl", "rank-1.jsonl"]

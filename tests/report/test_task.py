@@ -9,6 +9,7 @@ from ctvl.errors import ConfigError
 from ctvl.report.task import ReportTask
 from ctvl.tokenizers.causal3d.bundle import load_tokenizer
 from ctvl.train import load_checkpoint, read_metrics, train
+from tests.ranks import run_ranks
 from tests.report.factory import shared, tiny_config
 
 
@@ -82,42 +83,18 @@ def test_same_seed_same_weights_whether_the_cache_is_warm_or_cold(tmp_path):
         assert torch.equal(a, b), name
 
 
-def _train_rank(rank: int, port: int, cfg, queue) -> None:
-    import os
-
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    try:
-        result = train(ReportTask(), cfg)
-        queue.put((rank, result.world_size))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        queue.put((rank, repr(exc)))
+def _train_rank(cfg) -> int:
+    return train(ReportTask(), cfg).world_size
 
 
 def test_two_process_ddp_equals_one_process(tmp_path):
-    """Same global batch on 2 gloo ranks (forked) gives the weights of the single-process run."""
-    import multiprocessing
-    import os
-    import socket
-
-    if not hasattr(os, "fork"):
-        pytest.skip("needs fork to start ranks quickly")
+    """Same global batch on 2 gloo ranks (spawned) gives the weights of the single-process run."""
     art = shared()
     single = tiny_config(tmp_path / "one", art["data"], art["tokenizer"], art["root"] / "cache")
     train(ReportTask(), single)
     double = tiny_config(tmp_path / "two", art["data"], art["tokenizer"], art["root"] / "cache")
     double.micro_batch_size = 1
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_train_rank, args=(r, port, double, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert sorted(queue.get(timeout=5) for _ in procs) == [(0, 2), (1, 2)]
+    assert run_ranks(_train_rank, (double,)) == [2, 2]
     a, _ = load_checkpoint(tmp_path / "one", weights="model")
     b, _ = load_checkpoint(tmp_path / "two", weights="model")
     for key in a:
