@@ -86,7 +86,10 @@ def evaluate(
 
     toks = {name: load_tokenizer(path) for name, path in models.items()}
     records = scan_ctrate(valid_root, split="valid").records[:max_cases]
-    results: dict[str, Any] = {"models": {}, "phantom_cases": [r.volume_name for r in records], "real": {}}
+    first = next(iter(toks.values())).spec
+    grid = f"{first.size[0]} x {first.size[1]} x {first.depth or 'any'}"
+    results: dict[str, Any] = {"models": {}, "phantom_cases": [r.volume_name for r in records], "real": {},
+                               "grid": grid}
     images: dict[str, list] = {"phantom": [], "real": []}
     rows: dict[str, dict[str, list]] = {name: {"phantom": [], "real": []} for name in toks}
     scans: list[tuple[str, str, Any]] = [("phantom", r.volume_name, r) for r in records]
@@ -127,7 +130,7 @@ def evaluate(
             "stage": tok.stage,
             "compression": tok.model.config.compression,
             "token_channels": tok.model.config.token_channels,
-            "latent_values_33": _latent_values(tok),
+            "latent_values": _latent_values(tok),
             "phantom": mean_metrics(rows[name]["phantom"]),
             "real": mean_metrics(rows[name]["real"]),
         }
@@ -162,13 +165,14 @@ def markdown_table(results: dict[str, Any]) -> str:
         real_psnr = f"{re['psnr']:.2f}" if re.get("n") else "n/a"
         real_ssim = f"{re['ssim']:.4f}" if re.get("n") else "n/a"
         lines.append(
-            f"| {name} | {r['compression']}, {r['token_channels']} bit LFQ | {r['latent_values_33']} | "
+            f"| {name} | {r['compression']}, {r['token_channels']} bit LFQ | {r['latent_values']} | "
             f"{ph['psnr']:.2f} ± {ph['psnr_std']:.2f} | {ph['ssim']:.4f} | {real_psnr} | {real_ssim} |"
         )
     names = list(results["models"])
-    lines += ["", f"Held-out phantoms: {n} volumes (64 x 64 x 33, valid split). "
+    grid = results.get("grid", "64 x 64 x 65")
+    lines += ["", f"Held-out phantoms: {n} volumes ({grid}, valid split). "
               f"Real CT: {len(results['real'])} scans ({', '.join(results['real']) or 'none'}); "
-              "metrics over the box each scan covers on the 64 x 64 x 33 model grid."]
+              f"metrics over the box each scan covers on the {grid} model grid."]
     if results["real"]:
         lines += ["", "| real scan | " + " | ".join(f"{m} PSNR / SSIM" for m in names) + " |",
                   "|---|" + "---|" * len(names)]

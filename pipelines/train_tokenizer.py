@@ -39,6 +39,9 @@ STAGE_CONFIGS = {n: CONFIGS / f"phantom-cpu-tokenizer-s{n}.yaml" for n in (1, 2,
 BASELINE_CONFIG = CONFIGS / "phantom-cpu-slicewise.yaml"
 BUNDLE_DIR = REPO / "ctvl" / "bundles" / "tokenizer-phantom-cpu"
 N_TRAIN, N_VALID, DATA_SEED = 200, 24, 0
+# Phantoms rendered natively on the grid of the cpu-iso preset (64 x 64 x 65, 5.625 mm slices): interpolating
+# a coarser render up to it would fake the inter-slice redundancy a 3D tokenizer exploits.
+PHANTOM_SHAPE, PHANTOM_SPACING = (64, 64, 65), (6.0, 6.0, 5.625)
 
 
 def ensure_phantoms(root: Path, n_train: int, n_valid: int) -> float:
@@ -54,8 +57,8 @@ def ensure_phantoms(root: Path, n_train: int, n_valid: int) -> float:
         if manifest.exists() and json.loads(manifest.read_text()).get("n") == n:
             continue
         print(f"writing {n} phantom {split} volumes to {root}", flush=True)
-        write_dataset(root, n, DATA_SEED, split=split, progress=True)
-    train = CTRateDataset(scan_ctrate(root, split="train"), PreprocessSpec.cpu(), cache_dir=root / ".cache" / "preprocess")
+        write_dataset(root, n, DATA_SEED, split=split, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, progress=True)
+    train = CTRateDataset(scan_ctrate(root, split="train"), PreprocessSpec.cpu_iso(), cache_dir=root / ".cache" / "preprocess")
     for i in range(len(train)):  # the cache the training configs read (data.cache_dir default)
         train.image(i)
     return time.perf_counter() - t0
@@ -111,9 +114,9 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "12-bit LFQ tokens (4,096 codes), causal decoder with adaptive GroupNorm. 16 filters, channel multipliers",
         "1-2-4, one ResBlock per level; weights stored in float16 (upcast on load).",
         "",
-        "**Input**: any CT (NIfTI / DICOM), preprocessed with the spec stored in `config.json` (the CPU preset:",
-        "LPS, 5.625 x 5.625 x 11.25 mm, HU [-1000, 1000] -> [-1, 1], 64 x 64 x 33). **Tokens**: 5 x 8 x 8 per",
-        "volume (3,840 latent values). **Not** a clinical model: trained on procedural phantoms only.",
+        "**Input**: any CT (NIfTI / DICOM), preprocessed with the spec stored in `config.json` (the `cpu-iso`",
+        "preset: LPS, 5.625 mm isotropic, HU [-1000, 1000] -> [-1, 1], 64 x 64 x 65). **Tokens**: 9 x 8 x 8 per",
+        "volume (6,912 latent values). **Not** a clinical model: trained on procedural phantoms only.",
         "",
         "## Training",
         "",
@@ -126,8 +129,8 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "|---|---|---|---|---|---|",
     ]
     what = {"s1": "local reconstruction: 9-slice excerpts + 2 single slices per sample",
-            "s2": "overlapping-window tiling (5 Haar frames, stride 4), whole 33-slice volumes",
-            "s3": "long-context decoder refinement (encoder + quantizer frozen), whole volumes",
+            "s2": "overlapping-window tiling (5 Haar frames, stride 4), 33-slice crops of the 65-slice volumes",
+            "s3": "long-context decoder refinement (encoder + quantizer frozen), 33-slice crops",
             "slicewise": "2D baseline: same stream as stage 1, steps of all three stages"}
     for key in ("s1", "s2", "s3", "slicewise"):
         r = runs[key]
@@ -154,7 +157,7 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         lines += [
             "## Where the bits go (held-out phantoms)",
             "",
-            "| | first slice (3D: its own latent frame) | the other 32 slices |",
+            "| | first slice (3D: its own latent frame) | the other slices |",
             "|---|---|---|",
             f"| 3D after stage 3 | {s3['phantom_psnr_first_slice']:.2f} dB | {s3['phantom_psnr_other_slices']:.2f} dB |",
             f"| 2D slice-wise | {base['phantom_psnr_first_slice']:.2f} dB | {base['phantom_psnr_other_slices']:.2f} dB |",
@@ -168,33 +171,35 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
     if facts.get("note"):
         lines += ["## Notes", "", facts["note"].strip(), ""]
     lines += ["## Limits", "",
-              "- Trained on procedural phantoms at 64 x 64 x 33 that fill the field of view: real CT is reconstructed",
+              "- Trained on procedural phantoms at 64 x 64 x 65 that fill the field of view: real CT is reconstructed",
               "  coarsely (see the real CT rows), and slabs padded with many air slices are reconstructed poorly.",
               "- No perceptual or adversarial loss (none is available offline): reconstructions are smooth.", ""]
     return "\n".join(lines)
 
 
 def budget_note(results: dict[str, Any]) -> str:
-    """How the 3D and 2D tokenizers spend the same latent budget on a 33-slice volume (from their configs)."""
+    """How the 3D and 2D tokenizers spend the same latent budget on a whole volume of the spec depth."""
     from ctvl.tokenizers.causal3d.bundle import load_tokenizer
 
     rows = results["models"]
     m3 = load_tokenizer(rows["3D after stage 3"]["source"]).model
     m2 = load_tokenizer(rows["2D slice-wise baseline"]["source"]).model
-    d3, t3, h3, w3 = m3.latent_shape(33, 64, 64)
-    d2, t2, h2, w2 = m2.latent_shape(33, 64, 64)
+    depth = load_tokenizer(rows["3D after stage 3"]["source"]).spec.depth or 65
+    d3, t3, h3, w3 = m3.latent_shape(depth, 64, 64)
+    d2, t2, h2, w2 = m2.latent_shape(depth, 64, 64)
     first = d3 * h3 * w3
-    per_slice_3d = d3 * h3 * w3 * (t3 - 1) / 32
+    per_slice_3d = d3 * h3 * w3 * (t3 - 1) / (depth - 1)
     per_slice_2d = d2 * h2 * w2
     adjacent = results.get("phantom_adjacent_slice_psnr")
-    text = (f"Budget at 33 slices: the 3D tokenizer spends {first} of its {d3 * h3 * w3 * t3} latent bits on the "
+    text = (f"Budget at {depth} slices: the 3D tokenizer spends {first} of its {d3 * h3 * w3 * t3} latent bits on the "
             f"first slice alone (causal design: latent frame 0 is that slice) and {per_slice_3d:.0f} bits per slice "
-            f"on the other 32; the 2D one spends {per_slice_2d} bits on every slice ({d2 * h2 * w2 * t2} in all).")
+            f"on the other {depth - 1}; the 2D one spends {per_slice_2d} bits on every slice ({d2 * h2 * w2 * t2} in all).")
     if adjacent is not None:
         fine = adjacent_slice_psnr(1.5)
-        text += (f" On this 11.25 mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (phantoms rendered at "
-                 f"the paper's 1.5 mm: {fine:.1f} dB), and one 3D latent frame spans 8 slices = 90 mm of anatomy "
-                 "(12 mm at 1.5 mm): far less inter-slice redundancy for 3D tokens to exploit.")
+        coarse = adjacent_slice_psnr(11.25, slices=33)
+        text += (f" On this 5.625 mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (on the 11.25 mm grid of "
+                 f"the previous `cpu` preset: {coarse:.1f} dB; at the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame "
+                 "spans 8 slices = 45 mm of anatomy (90 mm before, 12 mm at 1.5 mm).")
     return text
 
 
@@ -215,7 +220,7 @@ def adjacent_slice_psnr(z_spacing: float, seeds: tuple[int, ...] = (11, 12, 13),
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "tokenizer-phantom-cpu")
-    parser.add_argument("--data", type=Path, default=REPO / "runs" / "data" / "phantom")
+    parser.add_argument("--data", type=Path, default=REPO / "runs" / "data" / "phantom-iso")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, few volumes, no install")
     parser.add_argument("--install", action=argparse.BooleanOptionalAction, default=None,

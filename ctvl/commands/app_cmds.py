@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
@@ -10,13 +12,20 @@ def app_cmd(
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
     max_upload_mb: int = typer.Option(1024, "--max-upload-mb", min=1, help="Refuse uploads larger than this (MiB)."),
     concurrency: int = typer.Option(2, "--concurrency", min=1, help="Requests of one kind processed at once."),
+    model: Path | None = typer.Option(None, "--model", help="Report model bundle (default: the installed one)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Start without a report model (viewing and Evaluate only)."),
 ) -> None:
     """Start the viewer: upload a CT, browse axial/coronal/sagittal planes, generate and evaluate reports."""
+    from ctvl.viewer.report_model import bundle_report_fn, default_report_fn
     from ctvl.viewer.server import serve
 
-    # the report model (issue 5) plugs in here through serve(report_fn=...); without it the
-    # Report tab says that no report model bundle is installed
-    serve(None, host=host, port=port, max_upload_bytes=max_upload_mb << 20, concurrency_limit=concurrency)
+    if no_report:
+        report_fn = None
+    elif model is not None:
+        report_fn = bundle_report_fn(model)  # an explicit bundle that cannot be loaded is an error
+    else:
+        report_fn = default_report_fn()  # without an installed bundle the Report tab says so
+    serve(report_fn, host=host, port=port, max_upload_bytes=max_upload_mb << 20, concurrency_limit=concurrency)
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:

@@ -173,6 +173,8 @@ def _report_tab(
 
     def on_report(value):
         output, rows = run_report(report_fn, lambda: read_upload(value, max_upload_bytes, max_voxels))
+        for note in output.warnings:
+            gr.Warning(note, duration=None)
         voxels = {k: tuple(v) for k, v in output.evidence.items() if output.labels.get(k)}  # positive findings only
         return output.text, pd.DataFrame(rows, columns=FINDINGS_HEADERS), {"method": output.evidence_method,
                                                                           "voxels": voxels}

@@ -37,6 +37,7 @@ class ReportOutput:
         probabilities: optional model confidence per label (name → 0..1).
         evidence: optional stored voxel (i, j, k) where the evidence for a label is strongest.
         evidence_method: how ``evidence`` was found (e.g. "occlusion over latent positions").
+        warnings: what the reader should know about this report (shown beside it).
     """
 
     text: str
@@ -44,6 +45,7 @@ class ReportOutput:
     probabilities: Mapping[str, float] | None = None
     evidence: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     evidence_method: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 ReportFn = Callable[[Volume], ReportOutput]

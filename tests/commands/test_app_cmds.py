@@ -34,8 +34,15 @@ def calls(monkeypatch):
 def test_defaults_bind_loopback_port_7860(calls):
     assert main(["app"]) == 0
     report_fn, kw = calls[0]
-    assert report_fn is None  # no report model bundle yet: the Report tab says so
+    assert callable(report_fn)  # the installed report model bundle
     assert kw == {"host": "127.0.0.1", "port": 7860, "max_upload_bytes": 1 << 30, "concurrency_limit": 2}
+
+
+def test_no_report_and_a_bad_model_bundle(calls, capsys, tmp_path):
+    assert main(["app", "--no-report"]) == 0 and calls[0][0] is None
+    assert main(["app", "--model", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere" in err and "Traceback" not in err and len(calls) == 1
 
 
 def test_options_reach_the_server(calls):

@@ -23,9 +23,22 @@ def phantom_nifti(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def viewer():
-    """The viewer as `ctvl app` serves it (no report model), on a free loopback port."""
+    """The viewer as `ctvl app` serves it (the shipped report model bundle), on a free loopback port."""
+    from ctvl.viewer.report_model import default_report_fn
     from ctvl.viewer.server import serve, stop
 
-    demo = serve(port=free_port(), block=False, quiet=True, meteor=False)
+    report_fn = default_report_fn()
+    assert report_fn is not None, "the report model bundle ctvl/bundles/report-phantom-cpu is not installed"
+    demo = serve(report_fn, port=free_port(), block=False, quiet=True, meteor=False)
+    yield demo
+    stop(demo)
+
+
+@pytest.fixture(scope="session")
+def bare_viewer():
+    """The viewer without a report model (`ctvl app --no-report`)."""
+    from ctvl.viewer.server import serve, stop
+
+    demo = serve(None, port=free_port(), block=False, quiet=True, meteor=False)
     yield demo
     stop(demo)

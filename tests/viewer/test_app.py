@@ -9,6 +9,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from ctvl.data.labels import CTRATE_LABELS
+from ctvl.eval.labeler import ReportLabeler
 from ctvl.eval.reports import evaluate_report_files
 from ctvl.viewer.report_hook import NO_MODEL_MESSAGE, ReportOutput
 from tests.io.factory import chest_hu, write_nifti_file
@@ -30,10 +31,29 @@ def test_binds_loopback_with_a_queue_and_two_public_endpoints(viewer, client):
     assert viewer._queue.max_size == 64 and viewer.max_file_size == 1 << 30
 
 
-def test_report_says_no_model_is_installed(client, phantom_nifti):
+def test_report_says_no_model_is_installed(bare_viewer, phantom_nifti):
+    client = Client(bare_viewer.local_url, verbose=False)
     with pytest.raises(AppError) as err:
         client.predict([handle_file(str(phantom_nifti))], api_name="/report")
     assert str(err.value) == NO_MODEL_MESSAGE
+
+
+def test_report_from_the_shipped_model(client, phantom_nifti):
+    text, table = client.predict([handle_file(str(phantom_nifti))], api_name="/report")
+    assert text.startswith("Findings: ") and "Impression: " in text
+    labels = ReportLabeler().label(text.replace("Findings: ", "").replace("Impression: ", ""))
+    assert [row[0] for row in table["data"]] == list(CTRATE_LABELS)
+    assert {row[0]: int(row[1] == "yes") for row in table["data"]} == labels  # the table says what the text says
+    assert all(0.0 <= float(row[2]) <= 1.0 for row in table["data"])  # the label head's probabilities
+
+
+def test_twenty_concurrent_report_requests_all_succeed(client, phantom_nifti):
+    """Load: 20 requests at once on loopback; the queue runs them one at a time and none fails."""
+    jobs = [client.submit([handle_file(str(phantom_nifti))], api_name="/report") for _ in range(20)]
+    results = [job.result(timeout=600) for job in jobs]
+    assert len(results) == 20
+    assert len({text for text, _ in results}) == 1  # same scan, deterministic model: the same report
+    assert all(len(table["data"]) == 18 for _, table in results)
 
 
 def test_evaluate_returns_tables_chart_and_results(client, tmp_path):

@@ -1,11 +1,14 @@
-"""The viewer in a real browser (Debian Chromium driven by Playwright): upload a phantom, see the planes."""
+"""The viewer in a real browser (Debian Chromium driven by Playwright): upload a phantom, see the planes,
+generate a report with the shipped model, read it from the page, jump to the evidence, save a screenshot."""
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT_TO = os.environ.get("CTVL_VIEWER_SCREENSHOT")  # also save the screenshot here (for the README)
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
@@ -21,17 +24,28 @@ CHANGED = "([p, old]) => { const i = document.querySelector(`#ctvl-${p} img`); r
 
 
 @pytest.fixture(scope="module")
-def page(viewer):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        page.goto(viewer.local_url)
-        page.wait_for_selector("#ctvl-upload")
-        yield page
+        yield browser
         browser.close()
+
+
+def _open(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.wait_for_selector("#ctvl-upload")
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, viewer):
+    page = _open(browser, viewer.local_url)
+    yield page
+    page.close()
 
 
 def _src(page, plane):
@@ -60,14 +74,42 @@ def test_upload_phantom_shows_header_and_three_planes(page, phantom_nifti, tmp_p
     assert page.locator("#ctvl-level input[type=number]").input_value() == "-600"
     assert page.locator("#ctvl-width input[type=number]").input_value() == "1500"
 
-    page.click("#ctvl-generate")  # no report model yet: a readable message, no made-up report
-    page.get_by_text("No report model bundle is installed").first.wait_for()
-    page.wait_for_timeout(500)  # let the message finish fading in before the screenshot
-    assert page.locator("#ctvl-report textarea").input_value() == ""
+    page.click("#ctvl-generate")  # the shipped report model writes a report
+    page.wait_for_function("() => document.querySelector('#ctvl-report textarea').value.startsWith('Findings:')",
+                           timeout=120_000)
+    text = page.locator("#ctvl-report textarea").input_value()
+    assert "Impression:" in text
+    findings = page.locator("#ctvl-findings")
+    findings.get_by_text("Pleural effusion").wait_for()
+    assert findings.inner_text().count("yes") + findings.inner_text().count("no") >= 18
+    positives = "yes" in findings.inner_text().split()
+    if positives:  # jump to the slice where the model's evidence for the first positive finding is strongest
+        evidence = page.locator("#ctvl-evidence")
+        evidence.wait_for(state="visible")
+        assert "occlusion of latent positions" in evidence.inner_text()
+        page.locator("#ctvl-axial-slice input[type=range]").fill("0")
+        page.wait_for_timeout(300)
+        before = _src(page, "axial")
+        evidence.locator("input").click()
+        page.locator("ul[role=listbox] li").first.click()
+        page.wait_for_function(CHANGED, arg=["axial", before])
+        assert page.locator("#ctvl-axial-slice input[type=number]").input_value() != "0"
 
     shot = tmp_path / "viewer.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
+    if SCREENSHOT_TO:
+        page.screenshot(path=SCREENSHOT_TO, full_page=True)
+
+
+def test_without_a_model_generate_explains_itself(browser, bare_viewer, phantom_nifti):
+    page = _open(browser, bare_viewer.local_url)
+    page.locator("#ctvl-upload input[type=file]").set_input_files(str(phantom_nifti))
+    page.locator("#ctvl-header").get_by_text("64 × 64 × 33").wait_for()
+    page.click("#ctvl-generate")  # no made-up report: a readable message
+    page.get_by_text("No report model bundle is installed").first.wait_for()
+    assert page.locator("#ctvl-report textarea").input_value() == ""
+    page.close()
 
 
 def test_unreadable_upload_is_explained_in_the_page(page, tmp_path):

@@ -81,10 +81,10 @@ def parse_model_section(model: Mapping[str, Any]) -> ModelSection:
 
 
 def parse_spec(value: Any) -> PreprocessSpec:
-    """``"cpu"`` / ``"paper"`` presets, or a mapping of :class:`PreprocessSpec` fields (``preset`` + overrides)."""
-    presets = {"cpu": PreprocessSpec.cpu, "paper": PreprocessSpec.paper}
+    """``"cpu"`` / ``"cpu-iso"`` / ``"paper"`` presets, or a mapping of :class:`PreprocessSpec` fields (``preset`` + overrides)."""
+    presets = {"cpu": PreprocessSpec.cpu, "cpu-iso": PreprocessSpec.cpu_iso, "paper": PreprocessSpec.paper}
     if value is None:
-        raise ConfigError("the tokenizer config needs data.preprocessing (cpu, paper or a spec mapping)")
+        raise ConfigError("the tokenizer config needs data.preprocessing (cpu, cpu-iso, paper or a spec mapping)")
     if isinstance(value, str):
         if value not in presets:
             raise ConfigError(f"data.preprocessing must be one of {sorted(presets)} or a mapping, got {value!r}")
