@@ -39,12 +39,20 @@ STAGE_CONFIGS = {n: CONFIGS / f"phantom-cpu-tokenizer-s{n}.yaml" for n in (1, 2,
 BASELINE_CONFIG = CONFIGS / "phantom-cpu-slicewise.yaml"
 BUNDLE_DIR = REPO / "ctvl" / "bundles" / "tokenizer-phantom-cpu"
 N_TRAIN, N_VALID, DATA_SEED = 200, 24, 0
-# Phantoms rendered natively on the grid of the cpu-iso preset (64 x 64 x 65, 5.625 mm slices): interpolating
-# a coarser render up to it would fake the inter-slice redundancy a 3D tokenizer exploits.
-PHANTOM_SHAPE, PHANTOM_SPACING = (64, 64, 65), (6.0, 6.0, 5.625)
+# --grid: the shipped bundle is trained on the `cpu` grid (64 x 64 x 33, 11.25 mm slices); `cpu-iso` (64 x 64 x 65,
+# 5.625 mm) is the experiment that asks whether thinner slices let 3D tokens beat 2D ones. Phantoms are rendered
+# natively on each grid: interpolating a coarser render would fake the inter-slice redundancy 3D tokens exploit.
+GRIDS: dict[str, dict[str, Any]] = {
+    "cpu": {"shape": (64, 64, 33), "spacing": None, "overrides": {}},
+    "cpu-iso": {"shape": (64, 64, 65), "spacing": (6.0, 6.0, 5.625), "overrides": {
+        "s1": ["data.preprocessing=cpu-iso"],
+        "s2": ["data.preprocessing=cpu-iso", "data.crop=33"],  # 4 windows, as whole volumes on the cpu grid
+        "s3": ["data.preprocessing=cpu-iso", "data.crop=33"],
+        "slicewise": ["data.preprocessing=cpu-iso", "model.match_depth=65"]}},
+}
 
 
-def ensure_phantoms(root: Path, n_train: int, n_valid: int) -> float:
+def ensure_phantoms(root: Path, n_train: int, n_valid: int, grid: str = "cpu") -> float:
     """Write the phantom train/valid splits unless a complete one of that size is there, and fill the
     preprocessing cache (so training times are training only); returns seconds."""
     from ctvl.data.datasets import CTRateDataset, scan_ctrate
@@ -57,8 +65,10 @@ def ensure_phantoms(root: Path, n_train: int, n_valid: int) -> float:
         if manifest.exists() and json.loads(manifest.read_text()).get("n") == n:
             continue
         print(f"writing {n} phantom {split} volumes to {root}", flush=True)
-        write_dataset(root, n, DATA_SEED, split=split, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, progress=True)
-    train = CTRateDataset(scan_ctrate(root, split="train"), PreprocessSpec.cpu_iso(), cache_dir=root / ".cache" / "preprocess")
+        write_dataset(root, n, DATA_SEED, split=split, shape=GRIDS[grid]["shape"], spacing=GRIDS[grid]["spacing"],
+                      progress=True)
+    spec = PreprocessSpec.cpu_iso() if grid == "cpu-iso" else PreprocessSpec.cpu()
+    train = CTRateDataset(scan_ctrate(root, split="train"), spec, cache_dir=root / ".cache" / "preprocess")
     for i in range(len(train)):  # the cache the training configs read (data.cache_dir default)
         train.image(i)
     return time.perf_counter() - t0
@@ -101,7 +111,13 @@ def train_run(task_stage: int, config: Path, overrides: list[str]) -> dict[str, 
 
 def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> str:
     """MODEL_CARD.md of the shipped bundle."""
+    from ctvl.tokenizers.causal3d.bundle import load_tokenizer
+
     runs = facts["runs"]
+    facts.setdefault("grid", "cpu")
+    tok = load_tokenizer(results["models"]["3D after stage 3"]["source"])
+    spec = tok.spec
+    d3, t3, h3, w3 = tok.model.latent_shape(spec.depth or 33, *spec.size)
     rows = results["models"]
     s3, s1, base = rows["3D after stage 3"], rows["3D after stage 1"], rows["2D slice-wise baseline"]
     gain = s3["phantom"]["psnr"] - base["phantom"]["psnr"]
@@ -114,13 +130,14 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "12-bit LFQ tokens (4,096 codes), causal decoder with adaptive GroupNorm. 16 filters, channel multipliers",
         "1-2-4, one ResBlock per level; weights stored in float16 (upcast on load).",
         "",
-        "**Input**: any CT (NIfTI / DICOM), preprocessed with the spec stored in `config.json` (the `cpu-iso`",
-        "preset: LPS, 5.625 mm isotropic, HU [-1000, 1000] -> [-1, 1], 64 x 64 x 65). **Tokens**: 9 x 8 x 8 per",
-        "volume (6,912 latent values). **Not** a clinical model: trained on procedural phantoms only.",
+        "**Input**: any CT (NIfTI / DICOM), preprocessed with the spec stored in `config.json` (the "
+        f"`{facts['grid']}` preset: LPS, {' x '.join(f'{v:g}' for v in spec.spacing)} mm, HU [-1000, 1000] -> [-1, 1], "
+        f"{spec.size[0]} x {spec.size[1]} x {spec.depth}). **Tokens**: {t3} x {h3} x {w3} per volume "
+        f"({d3 * t3 * h3 * w3:,} latent values). **Not** a clinical model: trained on procedural phantoms only.",
         "",
         "## Training",
         "",
-        f"Command: `python pipelines/train_tokenizer.py` (data: {facts['data']['n_train']} phantom train volumes,"
+        f"Command: `python pipelines/train_tokenizer.py{'' if facts['grid'] == 'cpu' else ' --grid ' + facts['grid']}` (data: {facts['data']['n_train']} phantom train volumes,"
         f" seed {DATA_SEED}; held-out: {facts['data']['n_valid']} valid volumes).",
         f"Hardware: {facts['hardware']}, {runs['s1'].get('threads') or facts['threads']} torch threads "
         "(2 cores shared with other jobs: wall times include waiting for the CPU).",
@@ -129,8 +146,10 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "|---|---|---|---|---|---|",
     ]
     what = {"s1": "local reconstruction: 9-slice excerpts + 2 single slices per sample",
-            "s2": "overlapping-window tiling (5 Haar frames, stride 4), 33-slice crops of the 65-slice volumes",
-            "s3": "long-context decoder refinement (encoder + quantizer frozen), 33-slice crops",
+            "s2": "overlapping-window tiling (5 Haar frames, stride 4), " + ("whole 33-slice volumes" if spec.depth == 33
+                                                                             else f"33-slice crops of {spec.depth}"),
+            "s3": "long-context decoder refinement (encoder + quantizer frozen), " + ("whole volumes" if spec.depth == 33
+                                                                                     else "33-slice crops"),
             "slicewise": "2D baseline: same stream as stage 1, steps of all three stages"}
     for key in ("s1", "s2", "s3", "slicewise"):
         r = runs[key]
@@ -171,7 +190,7 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
     if facts.get("note"):
         lines += ["## Notes", "", facts["note"].strip(), ""]
     lines += ["## Limits", "",
-              "- Trained on procedural phantoms at 64 x 64 x 65 that fill the field of view: real CT is reconstructed",
+              f"- Trained on procedural phantoms at 64 x 64 x {spec.depth} that fill the field of view: real CT is reconstructed",
               "  coarsely (see the real CT rows), and slabs padded with many air slices are reconstructed poorly.",
               "- No perceptual or adversarial loss (none is available offline): reconstructions are smooth.", ""]
     return "\n".join(lines)
@@ -184,7 +203,8 @@ def budget_note(results: dict[str, Any]) -> str:
     rows = results["models"]
     m3 = load_tokenizer(rows["3D after stage 3"]["source"]).model
     m2 = load_tokenizer(rows["2D slice-wise baseline"]["source"]).model
-    depth = load_tokenizer(rows["3D after stage 3"]["source"]).spec.depth or 65
+    spec = load_tokenizer(rows["3D after stage 3"]["source"]).spec
+    depth = spec.depth or 33
     d3, t3, h3, w3 = m3.latent_shape(depth, 64, 64)
     d2, t2, h2, w2 = m2.latent_shape(depth, 64, 64)
     first = d3 * h3 * w3
@@ -197,9 +217,10 @@ def budget_note(results: dict[str, Any]) -> str:
     if adjacent is not None:
         fine = adjacent_slice_psnr(1.5)
         coarse = adjacent_slice_psnr(11.25, slices=33)
-        text += (f" On this 5.625 mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (on the 11.25 mm grid of "
-                 f"the previous `cpu` preset: {coarse:.1f} dB; at the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame "
-                 "spans 8 slices = 45 mm of anatomy (90 mm before, 12 mm at 1.5 mm).")
+        dz = spec.spacing[2]
+        text += (f" On this {dz:g} mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (11.25 mm grid: "
+                 f"{coarse:.1f} dB; the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame spans 8 slices = {8 * dz:g} mm "
+                 "of anatomy (12 mm at 1.5 mm).")
     return text
 
 
@@ -220,7 +241,8 @@ def adjacent_slice_psnr(z_spacing: float, seeds: tuple[int, ...] = (11, 12, 13),
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "tokenizer-phantom-cpu")
-    parser.add_argument("--data", type=Path, default=REPO / "runs" / "data" / "phantom-iso")
+    parser.add_argument("--data", type=Path, default=None, help="phantom folder (default: runs/data/phantom[-iso])")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu", help="model grid (see GRIDS)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, few volumes, no install")
     parser.add_argument("--install", action=argparse.BooleanOptionalAction, default=None,
@@ -231,22 +253,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     n_train, n_valid = (12, 4) if args.quick else (N_TRAIN, N_VALID)
-    data_root = args.data if not args.quick else args.out / "data"
-    facts: dict[str, Any] = {"threads": args.threads, "runs": {},
+    default_data = REPO / "runs" / "data" / ("phantom" if args.grid == "cpu" else f"phantom-{args.grid.split('-')[1]}")
+    data_root = (args.data or default_data) if not args.quick else args.out / "data"
+    grid_over = GRIDS[args.grid]["overrides"]
+    facts: dict[str, Any] = {"threads": args.threads, "runs": {}, "grid": args.grid,
                              "hardware": f"{platform.processor() or platform.machine()}, {platform.system()}"}
     facts["data"] = {"root": str(data_root), "n_train": n_train, "n_valid": n_valid,
-                     "seconds": round(ensure_phantoms(data_root, n_train, n_valid), 1)}
+                     "seconds": round(ensure_phantoms(data_root, n_train, n_valid, args.grid), 1)}
     common = [f"data.root={data_root}"] + (["steps=4", "log_every=2", "checkpoint_every=4"] if args.quick else [])
     total_steps = 0
     from ctvl.train import load_config
 
     for n in (1, 2, 3):
-        over = [f"output_dir={args.out / f's{n}'}", *common]
+        over = [f"output_dir={args.out / f's{n}'}", *common, *grid_over.get(f"s{n}", [])]
         if n > 1:
             over.append(f"init_from={args.out / f's{n - 1}'}")
         facts["runs"][f"s{n}"] = train_run(n, STAGE_CONFIGS[n], over)
         total_steps += load_config(STAGE_CONFIGS[n], over).steps
-    over = [f"output_dir={args.out / 'slicewise'}", *common, f"steps={total_steps}"]
+    over = [f"output_dir={args.out / 'slicewise'}", *common, f"steps={total_steps}", *grid_over.get("slicewise", [])]
     facts["runs"]["slicewise"] = train_run(1, BASELINE_CONFIG, over)
 
     from ctvl.tokenizers.causal3d.bundle import export_bundle
