@@ -12,7 +12,7 @@ import typer
 def quantizers(
     steps: int = typer.Option(300, "--steps", min=1, help="Autoencoder training steps per method and setting."),
     oned_steps: int | None = typer.Option(
-        None, "--oned-steps", min=1, help="1D tokenizer training steps per drop mode (default: 2 x --steps)."
+        None, "--oned-steps", min=1, help="1D tokenizer training steps per drop mode (default: 5 x --steps)."
     ),
     methods: str = typer.Option(
         "continuous,fsq,lfq,group_lfq,vq,msrvq", "--methods", help="Comma-separated subset of the methods."
@@ -38,7 +38,7 @@ def quantizers(
     if unknown or not chosen:
         raise ConfigError(f"--methods: unknown or empty {unknown or methods!r}; choose from {', '.join(METHODS)}")
     cfg = BenchConfig(
-        steps=steps, oned_steps=oned_steps or 2 * steps, methods=chosen, train_cases=train_cases, seed=seed
+        steps=steps, oned_steps=oned_steps or 5 * steps, methods=chosen, train_cases=train_cases, seed=seed
     )
     rows = run_benchmark(cfg, out_dir=out, progress=True)
     if json_out:
