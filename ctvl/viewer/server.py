@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import errno
+import signal
+import threading
 
 from ctvl.errors import ConfigError
 from ctvl.viewer.report_hook import ReportFn
@@ -76,6 +78,7 @@ def serve(
     from ctvl.viewer.app import build_app
 
     demo = build_app(report_fn, max_upload_bytes=max_upload_bytes, concurrency_limit=concurrency_limit, **build_kwargs)
+    interrupted = _interrupt_event() if block else None
     try:
         demo.launch(
             server_name=host,
@@ -83,7 +86,7 @@ def serve(
             share=False,
             inbrowser=False,
             max_file_size=max_upload_bytes,
-            prevent_thread_lock=not block,
+            prevent_thread_lock=interrupted is not None or not block,
             show_error=True,
             quiet=quiet,
             ssr_mode=False,
@@ -92,14 +95,44 @@ def serve(
             footer_links=["api", "settings"],
         )
     except OSError as exc:
+        if interrupted is not None:
+            _restore_signals(interrupted)
         stop(demo)
         reason = "the port is in use" if "Cannot find empty port" in str(exc) else " ".join(str(exc).split())
         raise ConfigError(
             f"cannot listen on {host}:{port} ({reason}); pass another --port or --host, or stop the program using it"
         ) from exc
-    if block:  # launch() returned: interrupted
+    if interrupted is not None:
+        try:
+            while not interrupted.wait(0.5):  # serve until Ctrl-C / SIGTERM
+                pass
+        finally:
+            _restore_signals(interrupted)
+    if block:  # interrupted
         stop(demo)
     return demo
+
+
+def _interrupt_event() -> threading.Event | None:
+    """An event that SIGINT / SIGTERM set (installed before launch, so an early Ctrl-C is not lost).
+
+    Gradio's own blocking loop waits for KeyboardInterrupt; a Ctrl-C that lands while ``launch()`` is
+    still finishing its start-up can be swallowed there and the server then runs on (seen on a loaded
+    machine). Outside the main thread signals cannot be caught: None, and Gradio's loop is used.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    event = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: event.set())
+    event.previous = previous  # type: ignore[attr-defined]
+    return event
+
+
+def _restore_signals(event: threading.Event) -> None:
+    for sig, handler in getattr(event, "previous", {}).items():
+        signal.signal(sig, handler)
 
 
 def stop(demo) -> None:
