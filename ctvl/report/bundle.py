@@ -97,25 +97,16 @@ def load_report_model(path: str | Path | None = None, device: str | torch.device
         InputError: missing folder, not a report model, weights that do not fit, or a tokenizer /
             preprocessing that differs from the one the model was trained with.
     """
-    from ctvl.train import load_checkpoint
+    from ctvl.train.checkpoint import load_weights, open_bundle
 
-    folder = Path(path) if path is not None else DEFAULT_BUNDLE
-    if not folder.exists():
-        hint = "; train it with `python pipelines/train_report.py`" if path is None else ""
-        raise InputError(f"report model bundle not found{hint}; or pass --model BUNDLE", path=folder)
-    state, config = load_checkpoint(folder)
+    folder, state, config = open_bundle(path, DEFAULT_BUNDLE, "report model", "pipelines/train_report.py")
     export = _export_of(config, folder)
     try:
         text = ReportTextTokenizer.from_dict(export["text_tokenizer"])
         model = ReportModel(ReportModelConfig.from_dict(export["model"]), text)
     except CtvlError as exc:
         raise InputError(f"invalid report config.json: {exc}", path=folder) from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"weights do not fit the stored architecture: {first}", path=folder) from None
+    load_weights(model, state, folder)
     model.to(device).eval()
     tok = _load_visual_tokenizer(folder, export, device) if export["tokenizer"] is not None else None
     return LoadedReportModel(

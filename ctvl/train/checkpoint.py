@@ -250,6 +250,41 @@ def load_checkpoint(
     raise InputError(f"no {' or '.join(s + '.safetensors' for s in order)} in this checkpoint", path=folder)
 
 
+def open_bundle(
+    path: str | Path | None, default: Path, what: str, pipeline: str
+) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
+    """Find and read a model for inference: an explicit path, or the bundle shipped with ctvl.
+
+    Args:
+        path: bundle / checkpoint / run folder; None = ``default``.
+        default: the bundle shipped with ctvl.
+        what: what the model is, for messages (e.g. ``"report model"``).
+        pipeline: the script that trains the default bundle (named in the error when it is missing).
+
+    Returns:
+        (folder, state dict with floating tensors in fp32, config dict) — see :func:`load_checkpoint`.
+
+    Raises:
+        InputError: no such folder, no checkpoint in it, or corrupt files.
+    """
+    folder = Path(path) if path is not None else default
+    if not folder.exists():
+        hint = f"; train it with `python {pipeline}`" if path is None else ""
+        raise InputError(f"{what} bundle not found{hint}; or pass --model BUNDLE", path=folder)
+    state, config = load_checkpoint(folder)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 bundles -> fp32
+    return folder, state, config
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], folder: Path) -> None:
+    """``model.load_state_dict(state)`` with a one-line :class:`InputError` when the weights do not fit."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"weights do not fit the stored architecture: {first}", path=folder) from None
+
+
 def save_bundle(model: nn.Module | Mapping[str, torch.Tensor], config: Mapping[str, Any], out_dir: str | Path) -> Path:
     """Write a small inference bundle: ``weights.safetensors`` + ``config.json``.
 

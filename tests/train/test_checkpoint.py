@@ -15,6 +15,8 @@ from ctvl.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    load_weights,
+    open_bundle,
     read_checkpoint,
     save_bundle,
     save_checkpoint,
@@ -138,3 +140,28 @@ def test_save_bundle_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(again(x), model(x))
     assert json.loads((out / "config.json").read_text())["arch"] == "mlp"
     assert (out / "weights.safetensors").stat().st_mode & 0o044  # readable by others (not a private temp file)
+
+
+def test_open_bundle_default_explicit_and_missing(tmp_path: Path) -> None:
+    model = nn.Linear(3, 2).half()
+    default = save_bundle(model, {"arch": "lin"}, tmp_path / "shipped")
+    folder, state, config = open_bundle(None, default, "toy model", "pipelines/train_toy.py")
+    assert folder == default and config == {"arch": "lin"}
+    assert all(v.dtype == torch.float32 for v in state.values())  # fp16 bundle -> fp32
+    torch.testing.assert_close(state["weight"], model.weight.float())
+    assert open_bundle(default, tmp_path / "elsewhere", "toy model", "x.py")[0] == default
+    with pytest.raises(InputError, match=r"toy model bundle not found; train it with `python pipelines/train_toy.py`"):
+        open_bundle(None, tmp_path / "absent", "toy model", "pipelines/train_toy.py")
+    with pytest.raises(InputError) as err:
+        open_bundle(tmp_path / "typo", default, "toy model", "pipelines/train_toy.py")
+    assert "train it" not in str(err.value) and "typo" in str(err.value)
+
+
+def test_load_weights_explains_a_mismatch(tmp_path: Path) -> None:
+    state = nn.Linear(3, 2).state_dict()
+    target = nn.Linear(3, 2)
+    load_weights(target, state, tmp_path)
+    torch.testing.assert_close(target.weight, state["weight"])
+    with pytest.raises(InputError, match="weights do not fit the stored architecture") as err:
+        load_weights(nn.Linear(4, 2), state, tmp_path)
+    assert "\n" not in str(err.value)

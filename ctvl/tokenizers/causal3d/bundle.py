@@ -115,13 +115,9 @@ def load_tokenizer(path: str | Path | None = None, device: str | torch.device = 
     Raises:
         InputError: no such folder, not a tokenizer, no stored spec, or weights that do not fit.
     """
-    from ctvl.train import load_checkpoint
+    from ctvl.train.checkpoint import load_weights, open_bundle
 
-    folder = Path(path) if path is not None else DEFAULT_BUNDLE
-    if not folder.exists():
-        hint = "; train it with `python pipelines/train_tokenizer.py`" if path is None else ""
-        raise InputError(f"tokenizer bundle not found{hint}; or pass --model BUNDLE", path=folder)
-    state, config = load_checkpoint(folder)
+    folder, state, config = open_bundle(path, DEFAULT_BUNDLE, "tokenizer", "pipelines/train_tokenizer.py")
     export = _export_of(config, folder)
     try:
         spec = PreprocessSpec.from_dict(export["preprocessing"])
@@ -129,12 +125,7 @@ def load_tokenizer(path: str | Path | None = None, device: str | torch.device = 
         model = build_tokenizer(str(export.get("kind", "causal3d")), arch)
     except CtvlError as exc:
         raise InputError(f"invalid tokenizer config.json: {exc}", path=folder) from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 bundles -> fp32
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"weights do not fit the stored architecture: {first}", path=folder) from None
+    load_weights(model, state, folder)
     model.to(device).eval()
     return LoadedTokenizer(
         model=model,
