@@ -10,9 +10,11 @@ Steps (each skipped when already done, so re-running continues where it stopped)
 3. the paper's comparison, same LM, steps and batch, three visual inputs:
    ``configs/phantom-cpu-report.yaml`` (3D tokenizer), ``-slicewise.yaml`` (2D slice-wise tokenizer),
    ``-textonly.yaml`` (no visual input), each ``ctvl train report`` in its own process;
-4. ``ctvl eval run`` of each on the held-out split: clinical F1 (dataset labels), BLEU/ROUGE-L/CIDEr
+4. the diagnosis-prompt threshold of each visual model chosen on its *training* scans
+   (:mod:`ctvl.report.calibrate`), each model exported as a bundle with it (``bundles/<variant>``);
+5. ``ctvl eval run`` of each bundle on the held-out split: clinical F1 (dataset labels), BLEU/ROUGE-L/CIDEr
    (reference: findings + impression), duplicate fraction, mean length vs the references;
-5. ``comparison.md`` / ``comparison.json``, the model card, and the 3D model exported as a bundle,
+6. ``comparison.md`` / ``comparison.json``, the model card, and the 3D model exported as a bundle,
    installed in ``ctvl/bundles/report-phantom-cpu/`` (unless ``--quick`` or ``--no-install``).
 """
 
@@ -121,15 +123,37 @@ def train_all(names: list[str], overrides: dict[str, list[str]], out: Path, thre
     return facts
 
 
+def calibrate_and_export(names: list[str], facts: dict[str, Any], data: Path, out: Path, cache: Path) -> None:
+    """Choose each diagnosis-prompt threshold on the training scans and export every variant as a bundle.
+
+    Adds ``calibration`` (threshold, macro F1 per candidate) and ``bundle`` to ``facts[name]``.
+    """
+    from ctvl.report.bundle import export_report_bundle, load_report_model
+    from ctvl.report.calibrate import calibrate_on_split
+
+    for name in names:
+        run_dir = facts[name]["run_dir"]
+        overrides = None
+        if load_report_model(run_dir).model.config.label_prompt:
+            found = calibrate_on_split(run_dir, data, split="train", cache_dir=cache)
+            facts[name]["calibration"] = found
+            overrides = {"label_threshold": found["threshold"]}
+            print(f"{name}: diagnosis threshold {found['threshold']} (training macro-F1 "
+                  f"{found['scores'][found['threshold']]:.3f})", flush=True)
+        facts[name]["model_overrides"] = overrides
+        facts[name]["bundle"] = str(export_report_bundle(run_dir, out / "bundles" / name, model_overrides=overrides,
+                                                         tokenizer_source=installed_tokenizer(run_dir)))
+
+
 def evaluate_all(names: list[str], facts: dict[str, Any], data: Path, out: Path, limit: int | None) -> dict[str, Any]:
-    """``ctvl eval run`` of each trained variant on the held-out split (in this process)."""
+    """``ctvl eval run`` of each exported variant on the held-out split (in this process)."""
     from ctvl.eval.run import run_eval
 
     results: dict[str, Any] = {}
     for name in names:
         began = time.perf_counter()
         print(f"evaluating {name} on held-out phantoms", flush=True)
-        result = run_eval(data, out / "eval" / name, split="valid", model=facts[name]["run_dir"], limit=limit,
+        result = run_eval(data, out / "eval" / name, split="valid", model=facts[name]["bundle"], limit=limit,
                           batch_size=16, meteor=None)
         assert result.metrics is not None, f"no report generated for {name}"
         results[name] = {"metrics": result.metrics, "errors": result.errors, "seconds": round(time.perf_counter() - began, 1)}
@@ -206,6 +230,12 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         "trained on the training reports. An auxiliary 18-label loss is read at `</image>` "
         f"(weight {mc['aux_label_weight']}); the labels returned by `ctvl report --json` are the report labeler's "
         "reading of the generated text.",
+        *(["", "**Diagnosis prompt** (after PromptMRG, Jin et al., AAAI 2024): 18 learned tokens between `</image>` "
+           "and `<findings>`, one per CT-RATE label, each saying present or absent. In training they carry the "
+           "ground-truth labels, so the LM learns to write what they say; at inference they carry the visual label "
+           f"head (pooled conv features) thresholded at {mc['label_threshold']}, the threshold with the best macro-F1 "
+           "on the *training* scans (`ctvl.report.calibrate`; held-out scans never used). The visual tokens stay "
+           "in the prompt for what the labels do not say (sides, sizes, severity)."] if mc.get("label_prompt") else []),
         "",
         "**Use:** `ctvl report SCAN [--json]` (NIfTI or DICOM). Trained on procedural phantoms only: it is a",
         "working demonstration of the pipeline, not a clinical model; on real CT it will write phantom-style reports.",
@@ -232,12 +262,9 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         "Weakest labels of the 3D model: " + ", ".join(f"{k} (F1 {v['f1']:.2f}, n={v['support']})" for k, v in worst) + ".",
         "",
         "**Why the numbers are low.** The CPU tokenizer keeps 12 bits per 8 x 8 x 8 block of a 64 x 64 x 33 volume "
-        "(6 mm voxels), and most findings (calcifications, small nodules, devices, septal lines) occupy a voxel or "
-        "two: little of them survives in the tokens. Probes on the tokens, no LM involved: logistic regression on "
-        "the flattened tokens (600 training / 200 held-out scans) reached macro-F1 0.27, a 3-layer conv "
-        "classifier (1,700 / 300, 90 s) 0.35. The report model is bounded by what the tokens carry; the duplicate fraction shows that the LM "
-        "falls back on the most common wording when the tokens say little. The comparison is still informative: "
-        "without visual input every report is the same (duplicate fraction ~1, macro-F1 ~0.03).",
+        "(6 mm voxels), and many findings (calcifications, small nodules, devices, septal lines) occupy a voxel or "
+        "two: little of them survives in the tokens. " + probe_sentence(facts.get("probe")) + "The comparison is "
+        "still informative: without visual input every report is the same (duplicate fraction ~1, macro-F1 ~0.03).",
         "",
         "## Training",
         "",
@@ -258,6 +285,19 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
     return "\n".join(lines)
 
 
+def probe_sentence(probe: dict[str, Any] | None) -> str:
+    """The card's sentence on ``pipelines/probe_tokens.py`` (empty when it has not been run)."""
+    if not probe or "voxels" not in probe or "codes" not in probe:
+        return ""
+    v, c = probe["voxels"], probe["codes"]
+    return (f"`pipelines/probe_tokens.py` trains the same small 3D CNN ({v['epochs']} epochs, {probe['n_train']} "
+            f"training / {probe['n_valid']} held-out scans, no LM) on the preprocessed voxels and on the tokenizer's "
+            f"codes: macro-F1 {v['macro_f1']:.3f} from the voxels, {c['macro_f1']:.3f} from the codes. The tokens keep "
+            "about half of what a classifier can read from the 64 x 64 x 33 grid, and that grid itself does not "
+            "show the smallest findings; 0.80 needs a finer tokenizer (more bits or less compression) on a finer "
+            "grid, i.e. the paper-sized configuration on a GPU. ")
+
+
 def installed_tokenizer(run_dir: str) -> Path | None:
     """The tokenizer bundle shipped in ctvl/bundles when it is the one the run used (copied from there)."""
     from ctvl.report.bundle import load_report_model
@@ -265,8 +305,10 @@ def installed_tokenizer(run_dir: str) -> Path | None:
 
     if not (DEFAULT_BUNDLE / "config.json").is_file():
         return None
-    wanted = load_report_model(run_dir).export["tokenizer"]["id"]
-    return DEFAULT_BUNDLE if load_tokenizer(DEFAULT_BUNDLE).tokenizer_id == wanted else None
+    ident = load_report_model(run_dir).export["tokenizer"]
+    if ident is None:  # text-only model
+        return None
+    return DEFAULT_BUNDLE if load_tokenizer(DEFAULT_BUNDLE).tokenizer_id == ident["id"] else None
 
 
 def install(bundle: Path) -> None:
@@ -289,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", default=str(REPO / "ctvl" / "bundles" / "tokenizer-phantom-cpu"))
     parser.add_argument("--slicewise-tokenizer", default=str(REPO / "runs" / "tokenizer-phantom-cpu" / "slicewise"))
     parser.add_argument("--quick", action="store_true", help="smoke run: few scans, few steps, no install")
+    parser.add_argument("--probe", type=Path, default=REPO / "runs" / "probe-tokens" / "probe.json",
+                        help="probe.json of pipelines/probe_tokens.py, quoted in the model card when present")
     parser.add_argument("--install", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("overrides", nargs="*", help="config overrides for every variant, e.g. steps=1200")
     args = parser.parse_args(argv)
@@ -316,12 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {n: [f"output_dir={out / 'runs' / n}", *common] + ([f"data.tokenizer={tokenizers[n]}"] if n in tokenizers else [])
                  for n in names}
     facts["train"] = train_all(names, overrides, out, args.threads, args.jobs)
+    calibrate_and_export(names, facts["train"], data, out, cache)
     results = evaluate_all(names, facts["train"], data, out, None)
     rows = comparison_rows(results)
     table = markdown_table(rows)
     facts["eval"] = {n: {k: v for k, v in r.items() if k != "metrics"} for n, r in results.items()}
     facts["comparison"] = rows
     facts["pipeline_seconds"] = round(time.perf_counter() - began, 1)
+    if args.probe.is_file():
+        facts["probe"] = json.loads(args.probe.read_text())
     (out / "comparison.md").write_text(table + "\n\n" + "\n".join(targets(rows)) + "\n", encoding="utf-8")
     (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     (out / "pipeline.json").write_text(json.dumps(facts, indent=2, default=str) + "\n", encoding="utf-8")
@@ -334,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         training = {"pipeline": "pipelines/train_report.py", "train": facts["train"]["3d"], "data": facts["data"],
                     "comparison": rows}
         bundle = export_report_bundle(facts["train"]["3d"]["run_dir"], out / "bundle", card=card, training=training,
-                                      tokenizer_source=installed_tokenizer(facts["train"]["3d"]["run_dir"]))
+                                      tokenizer_source=installed_tokenizer(facts["train"]["3d"]["run_dir"]),
+                                      model_overrides=facts["train"]["3d"]["model_overrides"])
         shutil.copyfile(out / "eval" / "3d" / "per_label_f1.png", bundle / "per_label_f1.png")
         if (args.install if args.install is not None else not args.quick):
             install(bundle)

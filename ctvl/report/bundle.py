@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ctvl.data.transforms import PreprocessSpec
-from ctvl.errors import CtvlError, InputError
+from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 
@@ -143,6 +143,7 @@ def export_report_bundle(
     training: dict[str, Any] | None = None,
     half: bool = False,
     tokenizer_source: str | Path | None = None,
+    model_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Write a self-contained report bundle from a training run or checkpoint.
 
@@ -154,6 +155,8 @@ def export_report_bundle(
         half: store floating-point weights as float16 (upcast on load).
         tokenizer_source: copy the tokenizer from here instead of the source recorded at training (e.g. the
             installed bundle); it must have the same id.
+        model_overrides: inference settings of the model config to replace (e.g. ``{"label_threshold": 0.2}``
+            chosen after training by :mod:`ctvl.report.calibrate`); checked like the YAML ``model:`` section.
 
     Returns:
         The bundle folder.
@@ -163,6 +166,11 @@ def export_report_bundle(
     source = Path(source)
     state, config = load_checkpoint(source)
     export = _export_of(config, source)
+    if model_overrides:
+        allowed = {"label_threshold", "max_new_tokens", "num_beams"}  # never the architecture
+        if set(model_overrides) - allowed:
+            raise ConfigError(f"only {sorted(allowed)} can change at export, got {sorted(model_overrides)}")
+        export = {**export, "model": ReportModelConfig.from_dict({**export["model"], **model_overrides}).to_dict()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     out = Path(out_dir)

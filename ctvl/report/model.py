@@ -2,8 +2,8 @@
 
 Sequence per scan (left-padded in a batch, positions counted from the first real token)::
 
-    <bos> <image> v_1 ... v_k </image> <findings> findings ... <impression> impression ... <eos>
-                  └ VisualEncoder ┘    └──────────── loss on these tokens only ────────────┘
+    <bos> <image> v_1 ... v_k </image> [d_1 ... d_18] <findings> findings ... <impression> impression ... <eos>
+                  └ VisualEncoder ┘    └ diagnosis ┘          └──────── loss on these tokens only ────────┘
 
 The LM is a ``transformers`` causal LM: built from a small config (Llama- or GPT-2-style) for the CPU
 models, or any local Hugging Face causal LM folder (``lm_path``) for GPU runs, whose own tokenizer then
@@ -11,6 +11,14 @@ replaces the BPE. ``visual: none`` builds the same LM without a visual path: the
 comparison. An optional auxiliary loss reads the 18 labels from the LM's hidden state at ``</image>``
 (which has attended to every visual token): it teaches the LM to gather the findings into one place
 that every report token can attend to, and gives per-label probabilities at inference.
+
+**Diagnosis prompt** (``label_prompt``, after PromptMRG, Jin et al., AAAI 2024): 18 learned tokens, one per
+CT-RATE label, each the embedding of (label, present/absent), sit between ``</image>`` and ``<findings>``.
+In training they carry the ground-truth labels, so the LM learns to write what they say; at inference
+they carry the visual path's own label head (the summary features, thresholded at ``label_threshold``).
+A small LM trained briefly otherwise falls back on the most common wording; with the prompt, the
+findings named in the report follow the classifier, which is the part of the model that reads the scan
+best. The visual tokens stay in the prompt for what the labels do not say (sizes, sides, severity).
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ class ReportModelConfig:
     summary_token: bool = False  # one extra visual token from the pooled features + a direct label loss on them
     reduction: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})  # see ReductionConfig
     aux_label_weight: float = 0.0  # weight of the 18-label BCE read at </image> (0 = off)
+    label_prompt: bool = False  # 18 diagnosis tokens after </image> (PromptMRG-style; needs summary_token)
+    label_threshold: float = 0.5  # label-head probability above which a diagnosis token says "present"
     vocab_size: int = 1024  # BPE vocabulary trained on the training reports (ignored with lm_path)
     max_new_tokens: int = 384  # generation length limit (tokens)
     num_beams: int = 1  # 1 = greedy decoding; > 1 = beam search
@@ -70,6 +80,10 @@ class ReportModelConfig:
             raise ConfigError(f"model.conv_layers must be >= 0, got {self.conv_layers}")
         if self.aux_label_weight < 0:
             raise ConfigError(f"model.aux_label_weight must be >= 0, got {self.aux_label_weight}")
+        if self.label_prompt and not (self.visual == "tokenizer" and self.summary_token):
+            raise ConfigError("model.label_prompt needs the visual label head: set visual: tokenizer and summary_token: true")
+        if not 0.0 < self.label_threshold < 1.0:
+            raise ConfigError(f"model.label_threshold must be in (0, 1), got {self.label_threshold}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportModelConfig:
@@ -154,6 +168,11 @@ class ReportModel(nn.Module):
                 config.summary_token,
             )
         self.aux_head = nn.Linear(width, NUM_LABELS) if config.aux_label_weight > 0 else None
+        self.diagnosis: nn.Embedding | None = None
+        if config.label_prompt:  # row 2 i + s: label i, state s (0 absent, 1 present)
+            self.diagnosis = nn.Embedding(2 * NUM_LABELS, width)
+            nn.init.normal_(self.diagnosis.weight, std=0.02)
+        self.register_buffer("label_rows", 2 * torch.arange(NUM_LABELS), persistent=False)
         prompt = text.prompt()
         self.register_buffer("prompt_before", torch.tensor(prompt.before), persistent=False)
         self.register_buffer("prompt_after", torch.tensor(prompt.after), persistent=False)
@@ -162,9 +181,27 @@ class ReportModel(nn.Module):
     def width(self) -> int:
         return int(self.lm.get_input_embeddings().embedding_dim)
 
-    def prefixes(self, codes: list[torch.Tensor] | None, batch: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Prompt embeddings per scan: ``<bos> <image> [visual] </image> <findings>`` → B × (P_b, d), and the
-        visual path's own label logits (B, 18) when it has a summary token (else None)."""
+    @property
+    def tail(self) -> int:
+        """Prompt tokens from ``</image>`` to the end of the prompt (``</image> [d_1..d_18] <findings>``)."""
+        return 2 + (NUM_LABELS if self.diagnosis is not None else 0)
+
+    def diagnosis_states(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, 18) 0/1 states the diagnosis prompt carries at inference: label-head probability > threshold."""
+        return (torch.sigmoid(logits.float()) > self.config.label_threshold).long()
+
+    def prefixes(
+        self, codes: list[torch.Tensor] | None, batch: int, states: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Prompt embeddings per scan: ``<bos> <image> [visual] </image> [diagnosis] <findings>`` → B × (P_b, d),
+        and the visual path's own label logits (B, 18) when it has a summary token (else None).
+
+        Args:
+            codes: B latent grids (D, t, h, w) or selections; None for a text-only model.
+            batch: B.
+            states: (B, 18) 0/1 labels for the diagnosis prompt (training: the ground truth); None = the
+                label head's own reading (inference). Ignored without ``label_prompt``.
+        """
         embed = self.lm.get_input_embeddings()
         before, after = embed(self.prompt_before), embed(self.prompt_after)  # (2, d) each
         if self.visual is None:
@@ -172,7 +209,11 @@ class ReportModel(nn.Module):
         if codes is None or len(codes) != batch:
             raise ConfigError("this report model needs visual latents for every scan")
         visual, logits = self.visual(codes)
-        return [torch.cat([before, v.to(before.dtype), after]) for v in visual], logits
+        if self.diagnosis is None or logits is None:
+            return [torch.cat([before, v.to(before.dtype), after]) for v in visual], logits
+        states = self.diagnosis_states(logits) if states is None else states.long()
+        prompts = self.diagnosis(self.label_rows + states.to(self.label_rows.device)).to(before.dtype)  # (B, 18, d)
+        return [torch.cat([before, v.to(before.dtype), after[:1], prompts[b], after[1:]]) for b, v in enumerate(visual)], logits
 
     def assemble(self, prefixes: list[torch.Tensor], targets: list[torch.Tensor] | None = None) -> Assembled:
         """Left-pad ``prefix + target`` sequences into one batch (targets are 1-D id tensors)."""
@@ -185,7 +226,7 @@ class ReportModel(nn.Module):
                 lab.append(targets[b])
             seqs.append(torch.cat(parts))
             labels.append(torch.cat(lab))
-            summary.append(prefix.shape[0] - 2)  # </image> is the second to last prompt token
+            summary.append(prefix.shape[0] - self.tail)  # position of </image>
         length = max(s.shape[0] for s in seqs)
         d = prefixes[0].shape[1]
         device = prefixes[0].device
@@ -214,7 +255,7 @@ class ReportModel(nn.Module):
         Returns:
             ``{"loss", "lm_loss", "aux_loss", "token_accuracy"}`` scalars.
         """
-        prefixes, visual_logits = self.prefixes(codes, len(targets))
+        prefixes, visual_logits = self.prefixes(codes, len(targets), labels if self.diagnosis is not None else None)
         batch = self.assemble(prefixes, targets)
         out = self.lm(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
                       position_ids=batch.position_ids, output_hidden_states=self.aux_head is not None)
@@ -240,7 +281,10 @@ class ReportModel(nn.Module):
 
     @torch.no_grad()
     def label_probabilities(self, codes: list[torch.Tensor] | None, batch: int) -> torch.Tensor | None:
-        """(B, 18) probabilities of the auxiliary head read at ``</image>``; None without the head."""
+        """(B, 18) label probabilities: with the diagnosis prompt, the visual label head's (the ones the
+        prompt carries), else the auxiliary head's read at ``</image>``; None without either."""
+        if self.diagnosis is not None and self.visual is not None and codes is not None:
+            return torch.sigmoid(self.visual(codes)[1].float())  # type: ignore[union-attr]
         if self.aux_head is None:
             return None
         a = self.assemble(self.prefixes(codes, batch)[0])

@@ -73,3 +73,16 @@ def test_tokenizer_can_be_copied_from_an_identical_bundle_only(tmp_path):
     other = tiny_tokenizer_bundle(tmp_path / "other", seed=5)
     with pytest.raises(InputError, match="no longer the one"):
         export_report_bundle(art["bundle"], tmp_path / "b2", tokenizer_source=other)
+
+
+def test_inference_settings_can_change_at_export_but_not_the_architecture(tmp_path):
+    from ctvl.errors import ConfigError
+
+    art = shared()
+    out = export_report_bundle(art["bundle"], tmp_path / "thr", model_overrides={"label_threshold": 0.2, "num_beams": 2})
+    loaded = load_report_model(out)
+    assert loaded.model.config.label_threshold == 0.2 and loaded.model.config.num_beams == 2
+    with pytest.raises(ConfigError, match="only"):
+        export_report_bundle(art["bundle"], tmp_path / "bad", model_overrides={"conv_width": 4})
+    with pytest.raises(ConfigError, match="label_threshold"):
+        export_report_bundle(art["bundle"], tmp_path / "bad2", model_overrides={"label_threshold": 1.5})

@@ -95,6 +95,53 @@ def test_generation_length_limit_and_text_only_model(text):
         tiny(text).prefixes(None, 1)
 
 
+def test_diagnosis_prompt_sits_after_image_and_follows_the_states(text):
+    """18 diagnosis tokens between </image> and <findings>: ground truth in training, the head at inference."""
+    model = tiny(text, conv_layers=1, conv_width=8, summary_token=True, label_prompt=True, aux_label_weight=0.5).eval()
+    codes = [torch.sign(torch.randn(4, 2, 2, 2))]
+    plain = tiny(text, conv_layers=1, conv_width=8, summary_token=True, aux_label_weight=0.5).eval()
+    with torch.no_grad():
+        states = torch.zeros(1, 18, dtype=torch.long)
+        states[0, 3] = 1
+        prefix = model.prefixes(codes, 1, states)[0][0]
+        assert prefix.shape[0] == plain.prefixes(codes, 1)[0][0].shape[0] + 18
+        table = model.diagnosis.weight
+        torch.testing.assert_close(prefix[-19:-1], table[2 * torch.arange(18) + states[0]])  # then <findings>
+        a = model.assemble([prefix], [torch.tensor(text.target("Normal.", "Normal."))])
+        assert int(a.summary[0]) == 2 + 8 + 1  # <bos> <image> 8 visual + summary token -> </image>
+        # inference: the label head's own reading, thresholded
+        logits = model.visual(codes)[1]
+        inferred = model.prefixes(codes, 1)[0][0]
+        torch.testing.assert_close(inferred[-19:-1], table[2 * torch.arange(18) + model.diagnosis_states(logits)[0]])
+        torch.testing.assert_close(model.label_probabilities(codes, 1), torch.sigmoid(logits))
+
+
+def test_diagnosis_prompt_trains_with_ground_truth_and_steers_generation(text):
+    """Same scan, two label sets: the report follows the diagnosis tokens it is given in training."""
+    model = tiny(text, conv_layers=1, conv_width=8, summary_token=True, label_prompt=True, aux_label_weight=0.1,
+                 lm={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 128})
+    codes = [torch.ones(4, 1, 2, 2)] * 2
+    labels = torch.zeros(2, 18)
+    labels[0, 2] = 1.0  # cardiomegaly
+    reports = [("Cardiomegaly is present.", "Cardiomegaly."), ("Heart size is normal.", "Normal.")]
+    targets = [torch.tensor(text.target(*r)) for r in reports]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(120):
+        out = model(codes, targets, labels)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert model.diagnosis.weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        for b in range(2):
+            prefix = model.prefixes(codes[:1], 1, labels[b : b + 1].long())[0]
+            a = model.assemble(prefix)
+            ids = model.lm.generate(inputs_embeds=a.embeds, attention_mask=a.attention_mask, do_sample=False,
+                                    max_new_tokens=16, eos_token_id=text.eos_id, pad_token_id=text.pad_id)[0].tolist()
+            assert text.split_report(ids[: ids.index(text.eos_id)] if text.eos_id in ids else ids) == reports[b]
+
+
 def test_gpt2_architecture(text):
     model = tiny(text, lm={"arch": "gpt2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                            "max_position_embeddings": 128})
@@ -104,7 +151,9 @@ def test_gpt2_architecture(text):
 
 
 @pytest.mark.parametrize("bad", [{"visual": "image"}, {"lm": {"layers": 2}}, {"lm": {"arch": "t5"}},
-                                 {"num_beams": 0}, {"aux_label_weight": -1}, {"projector": 2}])
+                                 {"num_beams": 0}, {"aux_label_weight": -1}, {"projector": 2},
+                                 {"label_prompt": True}, {"label_prompt": True, "visual": "none", "summary_token": True},
+                                 {"label_threshold": 1.0}])
 def test_bad_model_configs(bad):
     with pytest.raises(ConfigError):
         ReportModelConfig.from_dict(bad)
