@@ -2,73 +2,23 @@
 
 For every positive label a :class:`Finding` is drawn from that label's own random stream (so forcing
 one label on or off never changes the others), using the patient's normal geometry for positions.
-:mod:`.lesions` paints findings into the scene; :mod:`.reports` writes them into the report.
+:mod:`.lesions` paints findings into the scene; :mod:`.reports` writes them into the report. The
+:class:`Finding` record and the shared drawing helpers live in :mod:`.descriptors`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ctvl.data.phantom.anatomy import Geometry
-from ctvl.data.phantom.trees import LOBE_NAMES, LOBE_SIDE, LOBES
+from ctvl.data.phantom.descriptors import LOBE_WEIGHT, SIDE_WORD, Finding, airway_lobes, grade, pick_lobes, sides_of
+from ctvl.data.phantom.trees import LOBE_SIDE, LOBES
 
-LOBE_WEIGHT = {"RUL": 0.21, "RML": 0.08, "RLL": 0.25, "LUL": 0.23, "LLL": 0.23}
-SIDE_WORD = {"R": "right", "L": "left", "B": "bilateral"}
+__all__ = ["LOBE_WEIGHT", "SAMPLERS", "SIDE_WORD", "STATIONS", "Finding", "sample_findings"]
+
 STATIONS = ("right paratracheal", "subcarinal", "prevascular", "aortopulmonary window", "right hilar", "left hilar")
-
-
-@dataclass
-class Finding:
-    """One abnormality of a phantom patient.
-
-    Attributes:
-        label: CT-RATE label name.
-        kind: subtype, e.g. "port catheter", "centrilobular", "subsegmental".
-        side: "R", "L", "B" (both) or "" (midline / not lateralised).
-        lobes: lobes involved (codes "RUL", ..., "LLL").
-        location: other location words (aortic segments, coronary arteries, node stations).
-        size_mm: the size a report quotes (diameter, depth, short axis, ...), 0 if none.
-        severity: "minimal", "mild", "moderate" or "severe" (or "").
-        params: world-space rendering parameters (points, radii, HU) for :mod:`.lesions`.
-    """
-
-    label: str
-    kind: str = ""
-    side: str = ""
-    lobes: tuple[str, ...] = ()
-    location: tuple[str, ...] = ()
-    size_mm: float = 0.0
-    severity: str = ""
-    params: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def side_word(self) -> str:
-        return SIDE_WORD.get(self.side, "")
-
-    @property
-    def lobe_names(self) -> list[str]:
-        return [LOBE_NAMES[lobe] for lobe in self.lobes]
-
-
-def _grade(value: float, cuts: tuple[float, float, float]) -> str:
-    for word, cut in zip(("minimal", "mild", "moderate"), cuts):
-        if value < cut:
-            return word
-    return "severe"
-
-
-def _pick_lobes(rng: np.random.Generator, k: int, allowed: tuple[str, ...] = LOBES) -> tuple[str, ...]:
-    w = np.array([LOBE_WEIGHT[lobe] for lobe in allowed])
-    idx = rng.choice(len(allowed), size=min(k, len(allowed)), replace=False, p=w / w.sum())
-    return tuple(sorted((allowed[i] for i in idx), key=LOBES.index))
-
-
-def _sides_of(lobes: tuple[str, ...]) -> str:
-    sides = {LOBE_SIDE[lobe] for lobe in lobes}
-    return "B" if len(sides) == 2 else sides.pop()
 
 
 def _body_front(geo: Geometry, x: float) -> float:
@@ -147,7 +97,7 @@ def _cardiomegaly(rng, geo: Geometry, found) -> Finding:
 def _pericardial_effusion(rng, geo: Geometry, found) -> Finding:
     t = rng.uniform(5.0, 20.0)
     return Finding(
-        "Pericardial effusion", size_mm=round(t), severity=_grade(t, (7.0, 10.0, 15.0)), params={"thickness": t}
+        "Pericardial effusion", size_mm=round(t), severity=grade(t, (7.0, 10.0, 15.0)), params={"thickness": t}
     )
 
 
@@ -197,7 +147,7 @@ def _lymphadenopathy(rng, geo: Geometry, found) -> Finding:
         "Lymphadenopathy",
         location=stations,
         size_mm=round(largest),
-        severity=_grade(largest, (0, 15, 20)),
+        severity=grade(largest, (0, 15, 20)),
         params={"nodes": nodes},
     )
 
@@ -237,13 +187,13 @@ def _atelectasis(rng, geo: Geometry, found) -> Finding:
         side = str(rng.choice(["R", "L", "B"], p=[0.3, 0.2, 0.5]))
         lobes = tuple(lobe for lobe in ("RLL", "LLL") if side == "B" or LOBE_SIDE[lobe] == side)
         return Finding("Atelectasis", kind=kind, side=side, lobes=lobes, params={"band": rng.uniform(8.0, 16.0)})
-    lobes = _pick_lobes(rng, int(rng.choice([1, 2], p=[0.65, 0.35])), ("RML", "RLL", "LUL", "LLL"))
+    lobes = pick_lobes(rng, int(rng.choice([1, 2], p=[0.65, 0.35])), ("RML", "RLL", "LUL", "LLL"))
     pts = geo.sample_lobes(rng, {lobe: 1 for lobe in lobes}, depth=12.0)
     plates = [
         (pts[lobe][0], rng.uniform(22.0, 38.0), rng.uniform(16.0, 26.0), rng.uniform(2.5, 4.0), rng.uniform(0, np.pi))
         for lobe in lobes
     ]
-    return Finding("Atelectasis", kind=kind, side=_sides_of(lobes), lobes=lobes, params={"plates": plates})
+    return Finding("Atelectasis", kind=kind, side=sides_of(lobes), lobes=lobes, params={"plates": plates})
 
 
 def _nodule(rng, geo: Geometry, found) -> Finding:
@@ -264,7 +214,7 @@ def _nodule(rng, geo: Geometry, found) -> Finding:
     return Finding(
         "Lung nodule",
         kind="solid",
-        side=_sides_of(uniq),
+        side=sides_of(uniq),
         lobes=uniq,
         size_mm=round(sizes[big]),
         location=(lobes[big],),
@@ -274,13 +224,13 @@ def _nodule(rng, geo: Geometry, found) -> Finding:
 
 def _opacity(rng, geo: Geometry, found) -> Finding:
     kind = str(rng.choice(["patchy", "subpleural", "diffuse"], p=[0.5, 0.3, 0.2]))
-    lobes = LOBES if kind == "diffuse" else _pick_lobes(rng, int(rng.integers(1, 4)))
+    lobes = LOBES if kind == "diffuse" else pick_lobes(rng, int(rng.integers(1, 4)))
     per = 3 if kind == "diffuse" else int(rng.integers(1, 4))
     pts = geo.sample_lobes(rng, {lobe: per for lobe in lobes}, depth=3.0 if kind == "subpleural" else 10.0)
     blobs = [(p, rng.uniform(12.0, 30.0), rng.uniform(-620.0, -450.0), lobe) for lobe in lobes for p in pts[lobe]]
     severity = "mild" if len(blobs) < 4 else ("moderate" if len(blobs) < 9 else "severe")
     return Finding(
-        "Lung opacity", kind=kind, side=_sides_of(lobes), lobes=lobes, severity=severity, params={"blobs": blobs}
+        "Lung opacity", kind=kind, side=sides_of(lobes), lobes=lobes, severity=severity, params={"blobs": blobs}
     )
 
 
@@ -291,8 +241,8 @@ def _fibrotic(rng, geo: Geometry, found) -> Finding:
         lobes = tuple(lobe for lobe in ("RUL", "LUL") if side == "B" or LOBE_SIDE[lobe] == side)
     else:
         allowed = tuple(lobe for lobe in LOBES if side == "B" or LOBE_SIDE[lobe] == side)
-        lobes = _pick_lobes(rng, 2 if side == "B" else 1, allowed)
-        side = _sides_of(lobes)
+        lobes = pick_lobes(rng, 2 if side == "B" else 1, allowed)
+        side = sides_of(lobes)
     bands = []
     for lobe in lobes:
         pts = geo.sample_lobes(rng, {lobe: 8}, depth=6.0)[lobe]
@@ -315,7 +265,7 @@ def _pleural_effusion(rng, geo: Geometry, found) -> Finding:
         "Pleural effusion",
         side=side,
         size_mm=round(biggest),
-        severity=_grade(biggest, (15.0, 25.0, 40.0)),
+        severity=grade(biggest, (15.0, 25.0, 40.0)),
         params={"depth": depth},
     )
 
@@ -331,24 +281,15 @@ def _mosaic(rng, geo: Geometry, found) -> Finding:
     )
 
 
-def _airway_lobes(rng) -> tuple[str, ...]:
-    kind = rng.choice(["lower", "diffuse", "single"], p=[0.5, 0.3, 0.2])
-    if kind == "lower":
-        return ("RLL", "LLL")
-    if kind == "diffuse":
-        return LOBES
-    return _pick_lobes(rng, 1)
-
-
 def _peribronchial(rng, geo: Geometry, found) -> Finding:
-    lobes = _airway_lobes(rng)
+    lobes = airway_lobes(rng)
     return Finding(
-        "Peribronchial thickening", side=_sides_of(lobes), lobes=lobes, params={"wall": rng.uniform(2.8, 4.0)}
+        "Peribronchial thickening", side=sides_of(lobes), lobes=lobes, params={"wall": rng.uniform(2.8, 4.0)}
     )
 
 
 def _consolidation(rng, geo: Geometry, found) -> Finding:
-    lobes = _pick_lobes(rng, int(rng.choice([1, 2], p=[0.75, 0.25])))
+    lobes = pick_lobes(rng, int(rng.choice([1, 2], p=[0.75, 0.25])))
     areas = []
     for lobe in lobes:  # one irregular area: a central blob and satellites, clipped by the lobe
         centre = geo.sample_lobes(rng, {lobe: 1}, depth=15.0)[lobe][0]
@@ -359,7 +300,7 @@ def _consolidation(rng, geo: Geometry, found) -> Finding:
     return Finding(
         "Consolidation",
         kind="air bronchogram",
-        side=_sides_of(lobes),
+        side=sides_of(lobes),
         lobes=lobes,
         size_mm=round(size),
         params={"areas": areas},
@@ -382,12 +323,12 @@ def _extent(rng, geo: Geometry, lobe: str, centres, radii) -> float:
 
 
 def _bronchiectasis(rng, geo: Geometry, found) -> Finding:
-    lobes = _airway_lobes(rng)
+    lobes = airway_lobes(rng)
     kind = str(rng.choice(["cylindrical", "cystic"], p=[0.75, 0.25]))
     return Finding(
         "Bronchiectasis",
         kind=kind,
-        side=_sides_of(lobes),
+        side=sides_of(lobes),
         lobes=lobes,
         params={"dilation": rng.uniform(1.9, 2.7), "cysts": rng.uniform(4.0, 7.0)},
     )

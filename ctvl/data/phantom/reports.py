@@ -8,6 +8,8 @@ terminology ("emphysema", "ground-glass opacity", "consolidation", ...), so a re
 recover the labels; negative labels appear only in clearly negated sentences.
 
 All wording is original to ctvl (written after reading the register of real reports, none copied).
+The lung paragraph and the phrasing helpers (:func:`where`, the wording picker) live in
+:mod:`.report_lungs`.
 """
 
 from __future__ import annotations
@@ -15,63 +17,15 @@ from __future__ import annotations
 import numpy as np
 
 from ctvl.data.phantom.findings import Finding
-from ctvl.data.phantom.trees import LOBE_NAMES, LOBES
+from ctvl.data.phantom.report_lungs import LUNG_LABELS, Writer, cap, join_words, lung_sentences, side_text, where
+from ctvl.data.phantom.trees import LOBE_NAMES
 
-LUNG_LABELS = (
-    "Emphysema",
-    "Atelectasis",
-    "Lung nodule",
-    "Lung opacity",
-    "Pulmonary fibrotic sequela",
-    "Mosaic attenuation pattern",
-    "Peribronchial thickening",
-    "Consolidation",
-    "Bronchiectasis",
-    "Interlobular septal thickening",
-)
+__all__ = ["CORONARY_NAMES", "LUNG_LABELS", "where", "write_report"]
+
 CORONARY_NAMES = {"LAD": "LAD", "LCx": "LCx", "RCA": "RCA"}
 
 
-def _join(words: list[str]) -> str:
-    words = list(words)
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def where(lobes: tuple[str, ...]) -> str:
-    """Location phrase for a set of lobes ("both lower lobes", "the right upper lobe", ...)."""
-    lobes = tuple(sorted(lobes, key=LOBES.index))
-    if set(lobes) == set(LOBES):
-        return "both lungs"
-    if lobes == ("RLL", "LLL"):
-        return "both lower lobes"
-    if lobes == ("RUL", "LUL"):
-        return "both upper lobes"
-    if set(lobes) == {"RUL", "RML", "RLL"}:
-        return "the right lung"
-    if set(lobes) == {"LUL", "LLL"}:
-        return "the left lung"
-    return "the " + _join([LOBE_NAMES[lobe] for lobe in lobes])
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-class _Writer:
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-
-    def pick(self, *options: str) -> str:
-        return options[int(self.rng.integers(len(options)))]
-
-
-def _side_text(side: str) -> str:
-    return {"R": "right", "L": "left", "B": "bilateral"}[side]
-
-
-def _heart_and_vessels(w: _Writer, f: dict[str, Finding]) -> list[str]:
+def _heart_and_vessels(w: Writer, f: dict[str, Finding]) -> list[str]:
     out = []
     if (c := f.get("Cardiomegaly")) is not None:
         ctr = c.params["ctr"]
@@ -79,7 +33,7 @@ def _heart_and_vessels(w: _Writer, f: dict[str, Finding]) -> list[str]:
             w.pick(
                 f"The heart is enlarged (cardiomegaly), with a cardiothoracic ratio of about {ctr:.2f}.",
                 f"Cardiomegaly is present; the cardiothoracic ratio is increased to {ctr:.2f}.",
-                f"{_cap(c.severity)} cardiomegaly is noted (cardiothoracic ratio {ctr:.2f}).",
+                f"{cap(c.severity)} cardiomegaly is noted (cardiothoracic ratio {ctr:.2f}).",
             )
         )
     else:
@@ -98,7 +52,7 @@ def _heart_and_vessels(w: _Writer, f: dict[str, Finding]) -> list[str]:
         )
     )
     ac, cc = f.get("Arterial wall calcification"), f.get("Coronary artery wall calcification")
-    vessels = _join([CORONARY_NAMES[v] for v in cc.location]) if cc is not None else ""
+    vessels = join_words([CORONARY_NAMES[v] for v in cc.location]) if cc is not None else ""
     if ac is not None and cc is not None and w.rng.random() < 0.35:
         out.append(
             "Calcific atheroma plaques are present in the walls of the thoracic aorta and the coronary arteries "
@@ -106,7 +60,7 @@ def _heart_and_vessels(w: _Writer, f: dict[str, Finding]) -> list[str]:
         )
         return out
     if ac is not None:
-        seg = _join(list(ac.location))
+        seg = join_words(list(ac.location))
         out.append(
             w.pick(
                 f"Calcific atheroma plaques are seen in the wall of the {seg}.",
@@ -125,13 +79,13 @@ def _heart_and_vessels(w: _Writer, f: dict[str, Finding]) -> list[str]:
     return out
 
 
-def _mediastinum(w: _Writer, f: dict[str, Finding]) -> list[str]:
+def _mediastinum(w: Writer, f: dict[str, Finding]) -> list[str]:
     out = []
     if (pe := f.get("Pericardial effusion")) is not None:
         t = int(pe.size_mm)
         out.append(
             w.pick(
-                f"{_cap(pe.severity)} pericardial effusion is present, up to {t} mm thick.",
+                f"{cap(pe.severity)} pericardial effusion is present, up to {t} mm thick.",
                 f"There is a pericardial effusion measuring {t} mm in its thickest part.",
                 f"A {t} mm rim of pericardial effusion surrounds the heart.",
             )
@@ -159,7 +113,7 @@ def _mediastinum(w: _Writer, f: dict[str, Finding]) -> list[str]:
             )
         )
     if (ln := f.get("Lymphadenopathy")) is not None:
-        st = _join(list(ln.location))
+        st = join_words(list(ln.location))
         plural = "stations" if len(ln.location) > 1 else "station"
         size = int(ln.size_mm)
         out.append(
@@ -181,7 +135,7 @@ def _mediastinum(w: _Writer, f: dict[str, Finding]) -> list[str]:
     if (mm := f.get("Medical material")) is not None:
         p = mm.params
         if "port" in p:
-            side = _side_text(p["port_side"])
+            side = side_text(p["port_side"])
             out.append(
                 w.pick(
                     f"A port catheter is seen in the {side} anterior chest wall, its tip at the cavoatrial junction.",
@@ -190,7 +144,7 @@ def _mediastinum(w: _Writer, f: dict[str, Finding]) -> list[str]:
                 )
             )
         if "pacemaker" in p:
-            side = _side_text(p["pacemaker_side"])
+            side = side_text(p["pacemaker_side"])
             out.append(
                 w.pick(
                     f"A cardiac pacemaker is present in the {side} pectoral region, with leads in the right atrium "
@@ -202,157 +156,7 @@ def _mediastinum(w: _Writer, f: dict[str, Finding]) -> list[str]:
     return out
 
 
-def _lungs(w: _Writer, f: dict[str, Finding]) -> list[str]:
-    out = [
-        w.pick(
-            "Lung parenchyma was evaluated in the lung window.", "The lungs were examined in the parenchymal window."
-        )
-    ]
-    if not any(label in f for label in LUNG_LABELS):
-        out.append(
-            w.pick(
-                "Both lungs are normally aerated; no nodular or infiltrative lesion was detected.",
-                "Aeration of both lungs is normal and there is no nodule, mass or infiltrate.",
-                "No pulmonary nodule, mass or infiltrate was detected, and lung aeration is normal.",
-            )
-        )
-        return out
-    if (e := f.get("Emphysema")) is not None:
-        loc = where(e.lobes)
-        out.append(
-            w.pick(
-                f"{_cap(e.kind)} emphysematous changes are seen in {loc}.",
-                f"There is {e.severity} {e.kind} emphysema in {loc}.",
-                f"{_cap(e.severity)} {e.kind} emphysema, predominantly in {loc}.",
-            )
-        )
-    if (n := f.get("Lung nodule")) is not None:
-        k, d, big = len(n.params["nodules"]), int(n.size_mm), LOBE_NAMES[n.location[0]]
-        if k == 1:
-            out.append(
-                w.pick(
-                    f"A solid nodule measuring {d} mm is seen in the {big}.",
-                    f"There is a {d} mm solid pulmonary nodule in the {big}.",
-                    f"A {d} mm nodule is present in the {big}.",
-                )
-            )
-        else:
-            out.append(
-                w.pick(
-                    f"Multiple solid nodules are seen in {where(n.lobes)}, the largest measuring {d} mm in the {big}.",
-                    f"There are {k} pulmonary nodules in {where(n.lobes)}; the largest is {d} mm, in the {big}.",
-                )
-            )
-    elif w.rng.random() < 0.5:
-        out.append(w.pick("No pulmonary nodule was detected.", "No nodule or mass is seen in either lung."))
-    if (o := f.get("Lung opacity")) is not None:
-        loc = where(o.lobes)
-        if o.kind == "diffuse":
-            out.append(
-                w.pick(
-                    "Diffuse ground-glass opacities are seen in both lungs.",
-                    "There is diffuse ground-glass opacity in both lungs.",
-                )
-            )
-        elif o.kind == "subpleural":
-            out.append(
-                w.pick(
-                    f"Subpleural ground-glass opacities are seen in {loc}.",
-                    f"There are peripheral ground-glass opacities in {loc}.",
-                )
-            )
-        else:
-            out.append(
-                w.pick(
-                    f"Patchy ground-glass opacities are seen in {loc}.",
-                    f"There are areas of ground-glass opacity in {loc}.",
-                )
-            )
-    if (c := f.get("Consolidation")) is not None:
-        loc = where(c.lobes)
-        out.append(
-            w.pick(
-                f"Consolidation with air bronchograms is seen in {loc}.",
-                f"There is an area of consolidation containing air bronchograms in {loc}, "
-                f"measuring about {int(c.size_mm)} mm.",
-                f"Consolidation is present in {loc}, with air bronchograms inside it.",
-            )
-        )
-    if (a := f.get("Atelectasis")) is not None:
-        loc = where(a.lobes)
-        if a.kind == "subsegmental":
-            out.append(
-                w.pick(
-                    f"Subsegmental (plate-like) atelectasis is seen in {loc}.",
-                    f"Linear atelectasis is present in {loc}.",
-                )
-            )
-        elif a.kind == "dependent":
-            out.append(
-                w.pick(
-                    f"Dependent atelectasis is seen in the posterior basal parts of {loc}.",
-                    f"There is posterior dependent atelectasis in {loc}.",
-                )
-            )
-        else:
-            out.append(
-                w.pick(
-                    f"Passive atelectasis is seen in {loc} adjacent to the pleural effusion.",
-                    f"Compressive atelectasis is present in {loc} next to the pleural effusion.",
-                )
-            )
-    if (fs := f.get("Pulmonary fibrotic sequela")) is not None:
-        if fs.kind == "apical":
-            loc = "both lung apices" if fs.side == "B" else f"the {_side_text(fs.side)} lung apex"
-            out.append(
-                w.pick(
-                    f"Fibrotic sequelae (pleuroparenchymal bands) are seen at {loc}.",
-                    f"Apical fibrotic bands are present at {loc}.",
-                )
-            )
-        else:
-            out.append(
-                w.pick(
-                    f"Linear fibrotic bands are seen in {where(fs.lobes)}.",
-                    f"Fibrotic sequelae (parenchymal bands) are present in {where(fs.lobes)}.",
-                )
-            )
-    if (m := f.get("Mosaic attenuation pattern")) is not None:
-        loc = where(m.lobes)
-        out.append(
-            w.pick(
-                f"A mosaic attenuation pattern is seen in {loc}.",
-                f"Mosaic attenuation is present in {loc}, with patchy areas of differing lung attenuation.",
-            )
-        )
-    if (st := f.get("Interlobular septal thickening")) is not None:
-        loc = where(st.lobes)
-        out.append(
-            w.pick(
-                f"Interlobular septal thickening is seen in the subpleural regions of {loc}.",
-                f"There is {st.severity} interlobular septal thickening in {loc}.",
-            )
-        )
-    if (b := f.get("Bronchiectasis")) is not None:
-        loc = where(b.lobes)
-        out.append(
-            w.pick(
-                f"{_cap(b.kind)} bronchiectasis is seen in {loc}; the bronchi are wider than the adjacent arteries.",
-                f"There is {b.kind} bronchiectasis in {loc}.",
-            )
-        )
-    if (pb := f.get("Peribronchial thickening")) is not None:
-        loc = where(pb.lobes)
-        out.append(
-            w.pick(
-                f"Peribronchial thickening is seen in {loc}.",
-                f"Bronchial walls are thickened (peribronchial thickening) in {loc}.",
-            )
-        )
-    return out
-
-
-def _pleura_abdomen_bones(w: _Writer, f: dict[str, Finding]) -> list[str]:
+def _pleura_abdomen_bones(w: Writer, f: dict[str, Finding]) -> list[str]:
     out = []
     if (pe := f.get("Pleural effusion")) is not None:
         d = int(pe.size_mm)
@@ -364,10 +168,10 @@ def _pleura_abdomen_bones(w: _Writer, f: dict[str, Finding]) -> list[str]:
                 )
             )
         else:
-            side = _side_text(pe.side)
+            side = side_text(pe.side)
             out.append(
                 w.pick(
-                    f"{_cap(side)} pleural effusion is present, measuring {d} mm in depth.",
+                    f"{cap(side)} pleural effusion is present, measuring {d} mm in depth.",
                     f"There is a {pe.severity} {side} pleural effusion (maximum depth {d} mm).",
                 )
             )
@@ -396,12 +200,12 @@ def _pleura_abdomen_bones(w: _Writer, f: dict[str, Finding]) -> list[str]:
     return out
 
 
-def _impression(w: _Writer, f: dict[str, Finding]) -> str:
+def _impression(w: Writer, f: dict[str, Finding]) -> str:
     parts = []
     if (mm := f.get("Medical material")) is not None:
         p = mm.params
         if "port" in p:
-            parts.append(f"Port catheter in the {_side_text(p['port_side'])} chest wall.")
+            parts.append(f"Port catheter in the {side_text(p['port_side'])} chest wall.")
         if "pacemaker" in p:
             parts.append("Pacemaker in situ.")
         if "wires" in p:
@@ -443,9 +247,9 @@ def _impression(w: _Writer, f: dict[str, Finding]) -> str:
         if label in simple:
             parts.append(simple[label])
         elif label == "Pericardial effusion":
-            parts.append(f"{_cap(x.severity)} pericardial effusion.")
+            parts.append(f"{cap(x.severity)} pericardial effusion.")
         elif label == "Emphysema":
-            parts.append(f"{_cap(x.kind)} emphysema.")
+            parts.append(f"{cap(x.kind)} emphysema.")
         elif label == "Lung nodule":
             parts.append(
                 f"Pulmonary nodule of {int(x.size_mm)} mm in the {LOBE_NAMES[x.location[0]]}; follow-up is recommended."
@@ -461,7 +265,7 @@ def _impression(w: _Writer, f: dict[str, Finding]) -> str:
         elif label == "Pulmonary fibrotic sequela":
             parts.append("Fibrotic sequelae in the lungs.")
         elif label == "Pleural effusion":
-            parts.append(f"{_cap(_side_text(x.side))} pleural effusion.")
+            parts.append(f"{cap(side_text(x.side))} pleural effusion.")
         elif label == "Mosaic attenuation pattern":
             parts.append(f"Mosaic attenuation pattern in {where(x.lobes)}.")
         elif label == "Bronchiectasis":
@@ -485,7 +289,7 @@ def write_report(findings: dict[str, Finding], rng: np.random.Generator) -> tupl
     Returns:
         ``(findings_text, impression_text)``.
     """
-    w = _Writer(rng)
+    w = Writer(rng)
     body = [
         w.pick(
             "The trachea and both main bronchi are patent.",
@@ -495,6 +299,6 @@ def write_report(findings: dict[str, Finding], rng: np.random.Generator) -> tupl
     ]
     body += _heart_and_vessels(w, findings)
     body += _mediastinum(w, findings)
-    body += _lungs(w, findings)
+    body += lung_sentences(w, findings)
     body += _pleura_abdomen_bones(w, findings)
     return " ".join(body), _impression(w, findings)
