@@ -59,8 +59,7 @@ def probe_net(channels: int, downsample: bool) -> nn.Module:
 def fit_and_score(x_tr: torch.Tensor, y_tr: torch.Tensor, x_va: torch.Tensor, y_va: torch.Tensor, downsample: bool,
                   epochs: int, seed: int = 0) -> dict[str, object]:
     """Train the probe with AdamW + one-cycle LR (left-right flips) and score macro / per-label F1."""
-    from ctvl.data.labels import CTRATE_LABELS
-    from ctvl.report.calibrate import macro_f1
+    from ctvl.eval.clinical import clinical_metrics
 
     torch.manual_seed(seed)
     net = probe_net(x_tr.shape[1], downsample)
@@ -85,11 +84,9 @@ def fit_and_score(x_tr: torch.Tensor, y_tr: torch.Tensor, x_va: torch.Tensor, y_
     net.eval()
     with torch.no_grad():
         pred = (torch.cat([net(x_va[i : i + 32]) for i in range(0, len(x_va), 32)]) > 0).long().numpy()
-    truth = y_va.long().numpy()
-    per_label = {}
-    for j, name in enumerate(CTRATE_LABELS):
-        per_label[name] = round(macro_f1(truth[:, j : j + 1], pred[:, j : j + 1]), 3)
-    return {"macro_f1": round(macro_f1(truth, pred), 4), "per_label_f1": per_label,
+    metrics = clinical_metrics(y_va.long().numpy(), pred)
+    per_label = {name: round(v["f1"], 3) for name, v in metrics["per_label"].items()}
+    return {"macro_f1": round(metrics["macro_f1"], 4), "per_label_f1": per_label,
             "seconds": round(time.perf_counter() - began, 1), "epochs": epochs}
 
 

@@ -23,15 +23,17 @@ GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 14))  # 0.0
 
 
 def macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
-    """Unweighted mean of the per-label F1 (F1 = 0 where a label has no TP, FP or FN).
+    """Unweighted mean of the per-label F1 (:func:`ctvl.eval.clinical.clinical_metrics`, F1 = 0 where a label
+    has no TP, FP or FN).
 
     Args:
         truth: (N, L) 0/1.
         pred: (N, L) 0/1.
     """
-    tp = ((truth == 1) & (pred == 1)).sum(0)
-    denom = 2 * tp + ((truth == 0) & (pred == 1)).sum(0) + ((truth == 1) & (pred == 0)).sum(0)
-    return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean())
+    from ctvl.eval.clinical import clinical_metrics
+
+    names = [str(j) for j in range(np.asarray(truth).shape[1])]
+    return float(clinical_metrics(truth, pred, labels=names)["macro_f1"])
 
 
 def choose_threshold(

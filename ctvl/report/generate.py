@@ -160,8 +160,8 @@ class ReportGenerator:
         device = next(model.parameters()).device
         batch = None if not self.loaded.visual else [c.to(device) for c in codes]  # type: ignore[union-attr]
         with _threads_for(model):
-            rows = model.generate(batch, batch=len(codes), max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
-            probs = model.label_probabilities(batch, len(codes))
+            rows, probs = model.generate_with_probabilities(batch, batch=len(codes), max_new_tokens=self.max_new_tokens,
+                                                            num_beams=self.num_beams)
         out = []
         for b, ids in enumerate(rows):
             findings, impression = self.loaded.text.split_report(ids)

@@ -312,8 +312,21 @@ class ReportModel(nn.Module):
         Returns:
             B lists of generated ids (up to and excluding ``<eos>``).
         """
+        return self.generate_with_probabilities(codes, batch, max_new_tokens, num_beams)[0]
+
+    @torch.no_grad()
+    def generate_with_probabilities(
+        self,
+        codes: list[torch.Tensor] | None,
+        batch: int | None = None,
+        max_new_tokens: int | None = None,
+        num_beams: int | None = None,
+    ) -> tuple[list[list[int]], torch.Tensor | None]:
+        """:meth:`generate` plus the (B, 18) label probabilities of :meth:`label_probabilities`; with the
+        diagnosis prompt they come from the same visual pass that built the prompt (no second pass)."""
         n = len(codes) if codes is not None else int(batch or 1)
-        a = self.assemble(self.prefixes(codes, n)[0])
+        prefixes, logits = self.prefixes(codes, n)
+        a = self.assemble(prefixes)
         out = self.lm.generate(
             inputs_embeds=a.embeds, attention_mask=a.attention_mask, do_sample=False,
             max_new_tokens=int(max_new_tokens or self.config.max_new_tokens),
@@ -323,4 +336,6 @@ class ReportModel(nn.Module):
         rows = []
         for ids in out.tolist():
             rows.append(ids[: ids.index(self.text.eos_id)] if self.text.eos_id in ids else ids)
-        return rows
+        if self.diagnosis is not None and logits is not None:
+            return rows, torch.sigmoid(logits.float())
+        return rows, self.label_probabilities(codes, n)

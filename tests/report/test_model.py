@@ -114,6 +114,9 @@ def test_diagnosis_prompt_sits_after_image_and_follows_the_states(text):
         inferred = model.prefixes(codes, 1)[0][0]
         torch.testing.assert_close(inferred[-19:-1], table[2 * torch.arange(18) + model.diagnosis_states(logits)[0]])
         torch.testing.assert_close(model.label_probabilities(codes, 1), torch.sigmoid(logits))
+        rows, probs = model.generate_with_probabilities(codes, max_new_tokens=4)
+        assert rows == model.generate(codes, max_new_tokens=4)
+        torch.testing.assert_close(probs, torch.sigmoid(logits))
 
 
 def test_diagnosis_prompt_trains_with_ground_truth_and_steers_generation(text):
