@@ -5,7 +5,8 @@ slices (2D, 32 × 32) and on small phantom volumes (3D, 8 × 32 × 32 slabs) onc
 comparable budget of ~10 bits per latent position, plus a continuous (unquantized) baseline, and
 reports held-out reconstruction PSNR, codebook usage, perplexity, bits per voxel and encode/decode
 time. Part 2 trains a TiTok-style 1D tokenizer (FSQ tokens) with FlexTok nested dropout and with
-One-D-Piece tail drop and reports the reconstruction error against the number of kept tokens.
+One-D-Piece tail drop (:mod:`ctvl.bench.oned`) and reports the reconstruction error against the
+number of kept tokens.
 
 HU are clipped to [-1000, 1000] and divided by 1000 (range 2 for PSNR).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctvl.tokenizers.oned import TiTok1D, TiTokConfig
 from ctvl.tokenizers.quantizers import Quantizer, build_quantizer
 
 #: method → (build_quantizer kind, kwargs); all ~10 bits per latent position (msrvq: 8 bits × 1.3
@@ -60,6 +60,9 @@ class BenchConfig:
     oned_batch: int = 32  # slices per 1D tokenizer step
     oned_levels: tuple[int, ...] = (8, 5, 5, 5)  # FSQ levels of one 1D token (1,000 codes ≈ 10 bits)
     kept_tokens: tuple[int, ...] = (1, 2, 4, 8)  # prefixes evaluated
+    oned_train_cases: int = 256  # phantom patients for the 1D tokenizers (32 over-fitted: 1,056 slices)
+    oned_test_cases: int = 8  # held-out patients for the 1D curves (264 slices)
+    oned_full_share: float = 0.5  # share of draws at full length, both drop modes (pipelines/bench_oned_seeds.py)
     methods: tuple[str, ...] = tuple(METHODS)  # subset of METHODS to run
     seed: int = 0
 
@@ -144,7 +147,8 @@ def psnr(mse: float, data_range: float = 2.0) -> float:
     return float(10 * math.log10(data_range**2 / max(mse, 1e-12)))
 
 
-def _batches(data: torch.Tensor, size: int) -> list[torch.Tensor]:
+def batches(data: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """(N, ...) → consecutive chunks of at most ``size`` along the first axis."""
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
@@ -173,7 +177,7 @@ def evaluate_autoencoder(model: TinyAutoencoder, data: torch.Tensor, batch: int 
     model.eval()
     se, n, all_idx, enc_s, dec_s = 0.0, 0, [], 0.0, 0.0
     latent_numel = 0
-    for x in _batches(data, batch):
+    for x in batches(data, batch):
         t0 = time.perf_counter()
         z, idx, _, _ = model.encode(x)
         t1 = time.perf_counter()
@@ -199,74 +203,14 @@ def evaluate_autoencoder(model: TinyAutoencoder, data: torch.Tensor, batch: int 
     return row
 
 
-def train_titok(
-    model: TiTok1D, data: torch.Tensor, steps: int, batch: int, lr: float, gen: torch.Generator,
-    tick: Callable[[], None] = lambda: None,
-) -> None:
-    """Train a 1D tokenizer (its token-drop mode is applied inside ``forward`` in training).
-
-    AdamW with a linear warm-up over the first 10% of the steps (transformers plateau without it), then a
-    cosine decay to 5% of ``lr``: with tail drop every step trains one prefix length, and at a constant
-    rate the last few draws decide which lengths the final weights favour (the curve came out
-    non-monotone); the decay averages the objective over all lengths.
-    """
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
-    warmup = max(1, steps // 10)
-
-    def factor(s: int) -> float:
-        if s < warmup:
-            return (s + 1) / warmup
-        progress = (s - warmup) / max(1, steps - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    model.train()
-    n_tokens = model.config.num_latent_tokens
-    cuts: list[int] = []
-    for step in range(steps):
-        x = data[torch.randint(0, len(data), (batch,), generator=gen)]
-        if model.quantizer is not None:
-            model.quantizer.set_step(step)
-        keep = None
-        if model.config.token_drop == "tail":  # one cut per batch, stratified: each length once per N steps
-            if not cuts:
-                cuts = (torch.randperm(n_tokens, generator=gen) + 1).tolist()
-            keep = cuts.pop()
-        out = model(x, keep=keep)
-        loss = F.mse_loss(out.reconstruction, x) + out.aux_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        tick()
-
-
-@torch.no_grad()
-def error_vs_kept(model: TiTok1D, data: torch.Tensor, kept: Sequence[int], batch: int = 32) -> list[dict[str, float]]:
-    """Held-out MSE / PSNR when decoding from the first k tokens, for each k."""
-    model.eval()
-    rows = []
-    for k in kept:
-        se = sum(float(F.mse_loss(model.reconstruct(x, k), x, reduction="sum")) for x in _batches(data, batch))
-        mse = se / data.numel()
-        rows.append({"kept_tokens": int(k), "mse": mse, "psnr": psnr(mse)})
-    return rows
-
-
-def oned_config(cfg: BenchConfig, token_drop: str, image_size: Sequence[int]) -> TiTokConfig:
-    """The benchmark's TiTok: FSQ tokens (``cfg.oned_levels``), causal latents, 2 + 2 layers of width 64."""
-    return TiTokConfig(
-        spatial_dims=2, image_size=tuple(image_size), patch_size=cfg.oned_patch, width=64, encoder_depth=2,
-        decoder_depth=2,
-        heads=4, num_latent_tokens=cfg.oned_tokens, token_dim=len(cfg.oned_levels), quantizer="fsq",
-        quantizer_kwargs={"levels": tuple(cfg.oned_levels)}, token_drop=token_drop, causal_latents=True,
-    )
-
-
 def run_benchmark(
     cfg: BenchConfig, out_dir: str | Path | None = None, data: BenchData | None = None, progress: bool = True
 ) -> list[dict[str, Any]]:
     """Run everything; write ``quantizers.json``, ``quantizers.png`` and ``oned_tokens.png`` to ``out_dir``.
+
+    Args:
+        data: slices and slabs for both parts; by default the quantizers get :func:`phantom_data` and
+            the 1D tokenizers the larger :func:`oned_data`.
 
     Returns:
         one row per (method, setting) and per (1D model, kept tokens); every row has ``method``,
@@ -275,10 +219,14 @@ def run_benchmark(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ctvl.bench.oned import error_vs_kept, oned_config, oned_data, train_titok
+    from ctvl.tokenizers.oned import TiTok1D
+
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     torch.manual_seed(cfg.seed)
+    given = data
     data = data if data is not None else phantom_data(cfg)
     settings = [
         ("2d", 2, data.train_2d, data.test_2d, cfg.batch_2d),
@@ -312,23 +260,26 @@ def run_benchmark(
                 row.update(bits_per_token=None if quantizer is None else quantizer.bits_per_token,
                            train_s=train_s, steps=cfg.steps)
                 rows.append(row)
+        if given is None:
+            bar.update(task, description=f"1d: render {cfg.oned_train_cases + cfg.oned_test_cases} phantom patients")
+        odata = data if given is not None else oned_data(cfg)
         for drop, name in (("nested", "titok-nested-dropout"), ("tail", "titok-tail-drop")):
             bar.update(task, description=f"1d {name}")
             torch.manual_seed(cfg.seed)
-            model = TiTok1D(oned_config(cfg, drop, data.test_2d.shape[2:]))
+            model = TiTok1D(oned_config(cfg, drop, odata.test_2d.shape[2:]))
             gen = torch.Generator().manual_seed(cfg.seed)
             t0 = time.perf_counter()
-            train_titok(model, data.train_2d, cfg.oned_steps, cfg.oned_batch, cfg.lr, gen, tick)
+            train_titok(model, odata.train_2d, cfg.oned_steps, cfg.oned_batch, cfg.lr, gen, tick)
             train_s = time.perf_counter() - t0
             assert model.quantizer is not None
             bits_per_token = model.quantizer.bits_per_token
             with torch.no_grad():
-                usage = model.quantizer.usage_stats(model.encode(data.test_2d)[1])
-            for point in error_vs_kept(model, data.test_2d, [k for k in cfg.kept_tokens if k <= cfg.oned_tokens]):
+                usage = model.quantizer.usage_stats(model.encode(odata.test_2d)[1])
+            for point in error_vs_kept(model, odata.test_2d, [k for k in cfg.kept_tokens if k <= cfg.oned_tokens]):
                 rows.append({"method": name, "kind": "oned", "setting": "2d", "spatial_dims": 2,
-                             "input_shape": list(data.test_2d.shape[2:]), **point,
+                             "input_shape": list(odata.test_2d.shape[2:]), **point,
                              "codebook_usage": usage["codebook_usage"], "perplexity": usage["perplexity"],
-                             "bits_per_voxel": point["kept_tokens"] * bits_per_token / data.test_2d[0].numel(),
+                             "bits_per_voxel": point["kept_tokens"] * bits_per_token / odata.test_2d[0].numel(),
                              "train_s": train_s, "steps": cfg.oned_steps})
     if out_dir is not None:
         write_outputs(rows, cfg, Path(out_dir), data.source)

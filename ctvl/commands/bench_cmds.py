@@ -17,7 +17,10 @@ def quantizers(
     methods: str = typer.Option(
         "continuous,fsq,lfq,group_lfq,vq,msrvq", "--methods", help="Comma-separated subset of the methods."
     ),
-    train_cases: int = typer.Option(32, "--train-cases", min=1, help="Phantom patients used for training."),
+    train_cases: int = typer.Option(32, "--train-cases", min=1, help="Phantom patients for the quantizers."),
+    oned_train_cases: int = typer.Option(
+        256, "--oned-train-cases", min=1, help="Phantom patients for the 1D tokenizers (8 more are held out)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result rows as JSON instead of a table."),
     out: Path = typer.Option(
         Path("runs/bench/quantizers"), "--out", help="Folder for quantizers.json, quantizers.png, oned_tokens.png."
@@ -38,7 +41,8 @@ def quantizers(
     if unknown or not chosen:
         raise ConfigError(f"--methods: unknown or empty {unknown or methods!r}; choose from {', '.join(METHODS)}")
     cfg = BenchConfig(
-        steps=steps, oned_steps=oned_steps or 5 * steps, methods=chosen, train_cases=train_cases, seed=seed
+        steps=steps, oned_steps=oned_steps or 5 * steps, methods=chosen, train_cases=train_cases,
+        oned_train_cases=oned_train_cases, seed=seed,
     )
     rows = run_benchmark(cfg, out_dir=out, progress=True)
     if json_out:

@@ -11,6 +11,7 @@ from ctvl.tokenizers.oned import (
     TiTokConfig,
     apply_nested_mask,
     sample_keep,
+    tail_cut_cycle,
 )
 
 # spatial_dims, image_size, patch_size
@@ -82,6 +83,46 @@ def test_sample_keep_modes(mode):
         assert values == {1, 2, 4, 8, 16}
     else:
         assert len(values) == 1  # one cut per batch
+
+
+@pytest.mark.parametrize("mode", ["nested", "nested_pow2", "tail"])
+def test_full_share_keeps_everything_in_that_share_of_the_draws(mode):
+    """With share s a draw keeps all N with probability s + (1 − s) · P(cut = N); tail stays one cut per batch."""
+    g = torch.Generator().manual_seed(0)
+    draws = [sample_keep(4, 8, mode, generator=g, full_share=0.5) for _ in range(4000)]
+    if mode == "tail":
+        assert all(len(set(k.tolist())) == 1 for k in draws)
+    keep = torch.cat(draws)
+    p_cut_full = {"nested": 1 / 8, "nested_pow2": 1 / 4, "tail": 1 / 8}[mode]
+    assert float((keep == 8).float().mean()) == pytest.approx(0.5 + 0.5 * p_cut_full, abs=0.03)
+    assert set(keep.tolist()) >= {1, 2, 4, 8}  # the cuts still happen
+    g = torch.Generator().manual_seed(0)
+    assert set(sample_keep(64, 8, "none", generator=g, full_share=0.5).tolist()) == {8}
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_full_share_out_of_range_is_refused(share):
+    with pytest.raises(ValueError, match="full_share"):
+        sample_keep(2, 8, "tail", full_share=share)
+    with pytest.raises(ValueError, match="full_share"):
+        TiTok1D(small_config(token_drop="tail", full_share=share))
+
+
+def test_tail_cut_cycle_trains_every_length_and_the_full_share():
+    assert tail_cut_cycle(8) == [1, 2, 3, 4, 5, 6, 7, 8]
+    cycle = tail_cut_cycle(8, 0.5)
+    assert sorted(set(cycle)) == list(range(1, 9)) and len(cycle) == 16
+    assert cycle.count(8) == 9  # 8 extra full-length draws + the uniform one: half of the cycle is extra
+    assert tail_cut_cycle(4, 0.25).count(4) == 1 + round(4 * 0.25 / 0.75)
+
+
+def test_tail_drop_full_share_is_used_by_training_forward():
+    torch.manual_seed(0)
+    model = TiTok1D(small_config(image_size=16, patch_size=4, quantizer=None, token_drop="tail", full_share=0.9))
+    model.train()
+    with torch.no_grad():
+        kept = [int(model(torch.randn(2, 1, 16, 16)).keep[0]) for _ in range(40)]
+    assert sum(k == model.num_tokens for k in kept) >= 30  # ~0.9 + 0.1 / K of the batches
 
 
 def test_apply_nested_mask_replaces_the_tail_only():

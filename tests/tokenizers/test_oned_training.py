@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ctvl.bench.quantizers import error_vs_kept, train_titok
+from ctvl.bench.oned import error_vs_kept, train_titok
 from ctvl.tokenizers.oned import TiTok1D, TiTokConfig
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ctvl.tokenizers.oned.patches import PatchEmbed
-from ctvl.tokenizers.oned.token_drop import TOKEN_DROP_MODES, apply_nested_mask, sample_keep
+from ctvl.tokenizers.oned.token_drop import TOKEN_DROP_MODES, apply_nested_mask, check_full_share, sample_keep
 from ctvl.tokenizers.quantizers import Quantizer, build_quantizer
 
 
@@ -41,6 +41,7 @@ class TiTokConfig:
     quantizer: str | None = "vq"  # build_quantizer kind (TiTok: VQ 4096 × 12); None = continuous
     quantizer_kwargs: dict[str, Any] = field(default_factory=dict)  # extra build_quantizer kwargs
     token_drop: str = "none"  # training-time drop: none | nested | nested_pow2 (FlexTok) | tail (One-D-Piece)
+    full_share: float = 0.0  # share of training draws that keep all K tokens (see token_drop.sample_keep)
     causal_latents: bool = False  # latent i sees patches and latents ≤ i only (strict prefix ordering)
 
 
@@ -84,6 +85,7 @@ class TiTok1D(nn.Module):
         super().__init__()
         if config.token_drop not in TOKEN_DROP_MODES:
             raise ValueError(f"token_drop must be one of {TOKEN_DROP_MODES}, got {config.token_drop!r}")
+        check_full_share(config.full_share)
         self.config = config
         d, k = config.width, config.num_latent_tokens
         self.patch_embed = PatchEmbed(config.spatial_dims, config.in_channels, d, config.image_size, config.patch_size)
@@ -172,7 +174,8 @@ class TiTok1D(nn.Module):
         b, k = tokens.shape[:2]
         if keep is None:
             mode = self.config.token_drop if self.training else "none"
-            keep_t = sample_keep(b, k, mode, device=x.device)  # type: ignore[arg-type]
+            share = self.config.full_share
+            keep_t = sample_keep(b, k, mode, device=x.device, full_share=share)  # type: ignore[arg-type]
         else:
             keep_t = torch.as_tensor(keep, device=x.device).long().expand(b).clone()
         if self.config.token_drop == "tail":
