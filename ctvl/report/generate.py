@@ -22,7 +22,7 @@ import torch
 from ctvl.errors import InputError
 from ctvl.io.volume import Volume
 from ctvl.report.bundle import LoadedReportModel, load_report_model
-from ctvl.report.text_tokenizer import format_report
+from ctvl.report.text_tokenizer import drop_repeated_sentences, format_report
 
 SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _threads_for)
 _GEOMETRY_SLACK = 1.25  # a value this far outside the training range is worth a warning
@@ -164,7 +164,7 @@ class ReportGenerator:
                                                             num_beams=self.num_beams)
         out = []
         for b, ids in enumerate(rows):
-            findings, impression = self.loaded.text.split_report(ids)
+            findings, impression = (drop_repeated_sentences(s) for s in self.loaded.text.split_report(ids))
             notes = list(warnings[b]) if warnings is not None else []
             truncated = len(ids) >= self.max_new_tokens
             if truncated:

@@ -16,6 +16,7 @@ Two back ends share one interface (:class:`ReportTextTokenizer`):
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,26 @@ class ReportTextTokenizer:
             k = ids.index(mark)
             return self.decode(ids[:k]).strip(), self.decode(ids[k + 1 :]).strip()
         return self.decode(ids).strip(), ""
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def drop_repeated_sentences(text: str) -> str:
+    """Keep the first of any sentences that repeat word for word (case and spacing aside).
+
+    A small LM sometimes writes a sentence twice (the phantom 3D model: 24 of 500 sections, mostly the
+    port-catheter and bronchiectasis sentences); a report never does. Sentences end at ``.``, ``!`` or
+    ``?`` followed by white space, so "8.5 mm" stays whole. The rest keeps its order and wording.
+    """
+    seen: set[str] = set()
+    kept: list[str] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        key = " ".join(sentence.lower().split())
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(sentence.strip())
+    return " ".join(kept)
 
 
 def format_report(findings: str, impression: str) -> str:
