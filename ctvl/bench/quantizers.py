@@ -210,7 +210,7 @@ def run_benchmark(
 
     Args:
         data: slices and slabs for both parts; by default the quantizers get :func:`phantom_data` and
-            the 1D tokenizers the larger :func:`oned_data`.
+            the 1D tokenizers the larger :func:`ctvl.bench.oned.oned_data`.
 
     Returns:
         one row per (method, setting) and per (1D model, kept tokens); every row has ``method``,
