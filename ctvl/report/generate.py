@@ -171,6 +171,10 @@ class ReportGenerator:
                 notes.append(f"the report reached the length limit ({self.max_new_tokens} tokens) and may be cut off")
             elif not impression:
                 notes.append("the model wrote no impression section")
+            clash = self.labeler.contradictions(findings, impression)
+            if clash:
+                named = ", ".join(clash)
+                notes.append(f"the impression states {named} but the findings rule it out: read both sections")
             text = " ".join(p for p in (findings, impression) if p)
             labels = self.labeler.label(text)
             p = {} if probs is None else {n: round(float(v), 4) for n, v in zip(labels, probs[b].tolist())}

@@ -66,3 +66,16 @@ def test_scan_unlike_the_training_data_is_flagged():
     generated = ReportGenerator(loaded).report(volume)
     assert "reading: slice spacing is irregular" in generated.warnings
     assert set(generated.probabilities) == set(CTRATE_LABELS)
+
+
+def test_repeats_are_dropped_and_contradictions_flagged(monkeypatch):
+    """What the LM writes is post-processed per section: a repeated sentence goes, a clash is named."""
+    loaded = load_report_model(shared()["bundle"])
+    generator = ReportGenerator(loaded, max_new_tokens=4)
+    written = ("No pleural effusion was detected. Heart size is normal. No pleural effusion was detected.",
+               "Bilateral pleural effusion.")
+    monkeypatch.setattr(loaded.text, "split_report", lambda ids: written)
+    report = generator.report(load_record_volume(scan_ctrate(shared()["data"], split="valid").records[0]))
+    assert report.findings == "No pleural effusion was detected. Heart size is normal."
+    assert any("impression states Pleural effusion but the findings rule it out" in w for w in report.warnings)
+    assert report.labels["Pleural effusion"] == 1  # the labels still say what the whole text says

@@ -133,6 +133,33 @@ class ReportLabeler:
         found = {m.label for m in self.mentions(text or "") if self._positive(m)}
         return {name: int(name in found) for name in self.labels}
 
+    def contradictions(self, findings: str, impression: str) -> list[str]:
+        """Labels the impression affirms while the findings only rule them out.
+
+        "No lymph node of pathological size was seen" in the findings and "Mediastinal
+        lymphadenopathy." in the impression is such a pair. Only this direction counts: a finding the
+        impression calls normal ("a 9 mm node ... No lymphadenopathy.") is how radiologists write.
+        Question-mark differentials are ignored; hedged mentions count as affirmed.
+
+        Args:
+            findings: the findings section.
+            impression: the impression section.
+
+        Returns:
+            Label names in CT-RATE order (empty when the sections agree).
+        """
+        def polarity(text: str) -> tuple[set[str], set[str]]:
+            affirmed, negated = set(), set()
+            for m in self.mentions(text or ""):
+                if not m.questioned:
+                    (negated if m.negated else affirmed).add(m.label)
+            return affirmed, negated
+
+        f_affirmed, f_negated = polarity(findings)
+        i_affirmed, _ = polarity(impression)
+        clash = i_affirmed & (f_negated - f_affirmed)
+        return [name for name in self.labels if name in clash]
+
     def label_many(self, texts: Iterable[str]) -> np.ndarray:
         """Label many reports.
 

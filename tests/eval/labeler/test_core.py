@@ -141,6 +141,21 @@ def test_explain_marks_negated_and_positive_mentions() -> None:
     assert ev["Atelectasis"][0].startswith("+ ")
 
 
+def test_contradictions_between_findings_and_impression() -> None:
+    labeler = ReportLabeler()
+    findings = ("No lymph node of pathological size was seen. No pleural effusion was detected. "
+                "A 9 mm right hilar lymph node. Heart size is normal.")
+    # lymph nodes: affirmed in the findings too, so no clash; pleural effusion: negated only, clash
+    impression = "Mediastinal lymphadenopathy. Bilateral pleural effusion. Cardiomegaly? Possible atelectasis."
+    assert labeler.contradictions(findings, impression) == ["Pleural effusion"]
+    clash = labeler.contradictions("No lymph node of pathological size was seen. No pleural effusion.",
+                                   "Mediastinal lymphadenopathy. Bilateral pleural effusion.")
+    assert clash == ["Lymphadenopathy", "Pleural effusion"]  # CT-RATE order
+    # the other direction is how radiologists write: a finding the impression calls normal
+    assert labeler.contradictions("Right pleural effusion, 8 mm.", "No pleural effusion of significance.") == []
+    assert labeler.contradictions("No pleural effusion.", "") == []
+
+
 def test_deterministic_and_fast() -> None:
     base = [text for pos, neg in PHRASES.values() for text in pos + neg]
     reports = [" ".join(base[i % len(base) : i % len(base) + 12]) + f" Nodule of {i} mm." for i in range(300)]
