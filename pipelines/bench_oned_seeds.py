@@ -23,8 +23,12 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from ctvl.bench.quantizers import BenchConfig, BenchData
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -40,7 +44,7 @@ def strictly_falling(values: list[float]) -> bool:
     return all(b < a for a, b in zip(values, values[1:], strict=False))
 
 
-def run(variant: str, seed: int, cfg, data) -> dict:
+def run(variant: str, seed: int, cfg: BenchConfig, data: BenchData) -> dict:
     """Train one variant with one seed; its held-out curve at k = 1..K."""
     from ctvl.bench.oned import error_vs_kept, oned_config, train_titok
     from ctvl.tokenizers.oned import TiTok1D
@@ -77,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     cfg = BenchConfig(oned_steps=args.steps, oned_train_cases=args.train_cases)
     data = oned_data(cfg)  # the phantom patients do not depend on the training seed
     runs = []

@@ -226,11 +226,10 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     torch.manual_seed(cfg.seed)
-    given = data
-    data = data if data is not None else phantom_data(cfg)
+    qdata = data if data is not None else phantom_data(cfg)
     settings = [
-        ("2d", 2, data.train_2d, data.test_2d, cfg.batch_2d),
-        ("3d", 3, data.train_3d, data.test_3d, cfg.batch_3d),
+        ("2d", 2, qdata.train_2d, qdata.test_2d, cfg.batch_2d),
+        ("3d", 3, qdata.train_3d, qdata.test_3d, cfg.batch_3d),
     ]
     total = len(cfg.methods) * len(settings) * cfg.steps + 2 * cfg.oned_steps
     rows: list[dict[str, Any]] = []
@@ -260,9 +259,9 @@ def run_benchmark(
                 row.update(bits_per_token=None if quantizer is None else quantizer.bits_per_token,
                            train_s=train_s, steps=cfg.steps)
                 rows.append(row)
-        if given is None:
+        if data is None:
             bar.update(task, description=f"1d: render {cfg.oned_train_cases + cfg.oned_test_cases} phantom patients")
-        odata = data if given is not None else oned_data(cfg)
+        odata = data if data is not None else oned_data(cfg)
         for drop, name in (("nested", "titok-nested-dropout"), ("tail", "titok-tail-drop")):
             bar.update(task, description=f"1d {name}")
             torch.manual_seed(cfg.seed)
@@ -282,7 +281,7 @@ def run_benchmark(
                              "bits_per_voxel": point["kept_tokens"] * bits_per_token / odata.test_2d[0].numel(),
                              "train_s": train_s, "steps": cfg.oned_steps})
     if out_dir is not None:
-        write_outputs(rows, cfg, Path(out_dir), data.source)
+        write_outputs(rows, cfg, Path(out_dir), qdata.source)
     return rows
 
 

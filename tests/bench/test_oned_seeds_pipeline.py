@@ -47,6 +47,10 @@ def test_smoke_run_writes_runs_and_summary(tmp_path):
     assert summary["falls_at_every_k"] == sum(r["falls_at_every_k"] for r in result["runs"][:2])
 
 
-def test_unknown_variant_is_refused(tmp_path):
-    with pytest.raises(SystemExit):
-        load_pipeline().main(["--variants", "tail-sometimes", "--out", str(tmp_path)])
+@pytest.mark.parametrize("argv", [["--variants", "tail-sometimes"], ["--seeds", "0,one"]])
+def test_bad_arguments_are_refused_in_one_line(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_pipeline().main([*argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "error:" in err[-1] and argv[1].split(",")[-1] in err[-1]  # names what is wrong
