@@ -59,7 +59,7 @@ def ensure_phantoms(root: Path, n_train: int, n_valid: int) -> float:
 def fill_cache(data: Path, tokenizer: str, cache: Path) -> float:
     """Encode every training scan with ``tokenizer`` into the cache; returns seconds spent."""
     from ctvl.data.datasets import scan_ctrate
-    from ctvl.report.tokens import VisualTokenCache
+    from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
     from ctvl.tokenizers.causal3d.bundle import load_tokenizer
 
     began = time.perf_counter()

@@ -23,6 +23,7 @@ from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
+from ctvl.tokenizers.causal3d.bundle import copy_tokenizer_bundle, load_embedded_tokenizer
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "report-phantom-cpu"
 BUNDLE_FORMAT = "ctvl-report-bundle-1"
@@ -69,27 +70,6 @@ def _export_of(config: dict[str, Any], where: Path) -> dict[str, Any]:
     return export
 
 
-def _load_visual_tokenizer(folder: Path, export: dict[str, Any], device: str | torch.device) -> Any:
-    """The tokenizer beside the bundle (or at the recorded source), checked against the stored identity."""
-    from ctvl.tokenizers.causal3d.bundle import load_tokenizer
-
-    ident = export["tokenizer"]
-    inside = folder / TOKENIZER_DIR
-    where = inside if inside.is_dir() else Path(ident["source"])
-    if not where.exists():
-        raise InputError(f"the tokenizer this report model was trained with is not in {inside} nor at its recorded "
-                         f"source {where}; re-export the report bundle", path=folder)
-    tok = load_tokenizer(where, device=device)
-    if tok.tokenizer_id != ident["id"]:
-        raise InputError(f"the tokenizer at {where} (id {tok.tokenizer_id}) is not the one this report model was "
-                         f"trained with (id {ident['id']}); use the bundle's own tokenizer", path=folder)
-    stored = PreprocessSpec.from_dict(export["preprocessing"])
-    if tok.spec != stored:
-        raise InputError(f"the tokenizer's preprocessing (spec {tok.spec.hash()}) differs from the one used in "
-                         f"training (spec {stored.hash()}); the bundle is inconsistent", path=folder)
-    return tok
-
-
 def load_report_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedReportModel:
     """Load a report bundle, run folder or checkpoint (default: the phantom bundle shipped with ctvl).
 
@@ -108,32 +88,13 @@ def load_report_model(path: str | Path | None = None, device: str | torch.device
         raise InputError(f"invalid report config.json: {exc}", path=folder) from None
     load_weights(model, state, folder)
     model.to(device).eval()
-    tok = _load_visual_tokenizer(folder, export, device) if export["tokenizer"] is not None else None
+    tok = (load_embedded_tokenizer(folder / TOKENIZER_DIR, export["tokenizer"], export["preprocessing"], device, "report model")
+           if export["tokenizer"] is not None else None)
     return LoadedReportModel(
         model=model, text=text, tokenizer=tok,
         spec=PreprocessSpec.from_dict(export["preprocessing"]) if export["preprocessing"] else None,
         export=export, training=dict(config.get("training") or {}), source=folder,
     )
-
-
-def _copy_tokenizer(source: Path, dest: Path, expected_id: str) -> None:
-    """Put the tokenizer the model was trained with into ``dest`` (a bundle copy keeps its id)."""
-    from ctvl.tokenizers.causal3d.bundle import export_bundle, load_tokenizer
-
-    if dest.exists():
-        shutil.rmtree(dest)
-    if (source / "weights.safetensors").is_file() and (source / "config.json").is_file():
-        dest.mkdir(parents=True)
-        for f in source.iterdir():
-            if f.is_file():
-                shutil.copy2(f, dest / f.name)
-    else:  # a run folder or checkpoint: full precision, so the digest is unchanged
-        export_bundle(source, dest, half=False)
-    got = load_tokenizer(dest).tokenizer_id
-    if got != expected_id:
-        shutil.rmtree(dest)
-        raise InputError(f"the tokenizer at {source} is no longer the one the model was trained with "
-                         f"(id {got}, expected {expected_id})", path=source)
 
 
 def export_report_bundle(
@@ -177,7 +138,7 @@ def export_report_bundle(
     out.mkdir(parents=True, exist_ok=True)
     if export["tokenizer"] is not None:
         where = Path(tokenizer_source) if tokenizer_source is not None else Path(export["tokenizer"]["source"])
-        _copy_tokenizer(where, out / TOKENIZER_DIR, export["tokenizer"]["id"])
+        copy_tokenizer_bundle(where, out / TOKENIZER_DIR, export["tokenizer"]["id"])
     elif (out / TOKENIZER_DIR).exists():
         shutil.rmtree(out / TOKENIZER_DIR)
     info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),

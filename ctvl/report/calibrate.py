@@ -88,7 +88,7 @@ def calibrate_on_split(
     """
     from ctvl.data.datasets import scan_ctrate
     from ctvl.report.bundle import load_report_model
-    from ctvl.report.tokens import VisualTokenCache
+    from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
 
     loaded = load_report_model(model_path)
     if loaded.tokenizer is None:

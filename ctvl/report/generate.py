@@ -88,7 +88,7 @@ def read_scan(path: str | Path, series: str | None = None) -> Volume:
 
 def geometry_warnings(volume: Volume, loaded: LoadedReportModel) -> list[str]:
     """Where a scan lies outside the training data or the model's field of view (empty when it fits)."""
-    from ctvl.report.tokens import geometry_summary
+    from ctvl.tokenizers.causal3d.token_cache import geometry_summary
 
     out: list[str] = []
     spec = loaded.spec
@@ -150,7 +150,7 @@ class ReportGenerator:
         """Visual latents (D, t, h, w) of a scan with the bundle's preprocessing; None for text-only models."""
         if not self.loaded.visual:
             return None
-        from ctvl.report.tokens import encode_volume
+        from ctvl.tokenizers.causal3d.token_cache import encode_volume
 
         return encode_volume(self.loaded.tokenizer, volume)["codes"]
 

@@ -29,6 +29,7 @@ from torch import nn
 from ctvl.errors import ConfigError
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
+from ctvl.tokenizers.causal3d.bundle import tokenizer_identity
 from ctvl.train import TrainConfig, TrainTask, sample_indices
 from ctvl.train.rng import derive_seed, seed_everything
 
@@ -36,22 +37,8 @@ DATA_KEYS = ("root", "split", "tokenizer", "cache_dir", "limit")
 EXPORT_FORMAT = "ctvl-report-model-1"
 
 
-def tokenizer_identity(tok: Any) -> dict[str, Any]:
-    """What a report checkpoint records about the tokenizer it reads (id, kind, spec, source)."""
-    return {
-        "id": tok.tokenizer_id,
-        "kind": tok.kind,
-        "compression": tok.model.config.compression,
-        "token_channels": tok.model.config.token_channels,
-        "stage": tok.stage,
-        "encode_mode": tok.encode_mode,
-        "source": str(tok.source),
-        "spec_hash": tok.spec.hash(),
-    }
-
-
 def geometry_range(geometries: list[torch.Tensor]) -> dict[str, list[float]]:
-    """Min/max over training scans of each geometry value, in :func:`ctvl.report.tokens.geometry_summary` order."""
+    """Min/max over training scans of each geometry value, in :func:`ctvl.tokenizers.causal3d.token_cache.geometry_summary` order."""
     names = ["spacing_x", "spacing_y", "spacing_z", "fov_x", "fov_y", "fov_z"]
     table = torch.stack([g.double() for g in geometries]).numpy()  # (N, 6)
     return {n: [float(table[:, k].min()), float(table[:, k].max())] for k, n in enumerate(names)}
@@ -106,7 +93,7 @@ class ReportTask(TrainTask):
         self.labels = torch.from_numpy(np.stack([r.labels for r in records])).float() if has_labels else None
         geometries: list[torch.Tensor] = []
         if mc.visual == "tokenizer":
-            from ctvl.report.tokens import VisualTokenCache
+            from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
             from ctvl.tokenizers.causal3d.bundle import load_tokenizer
             from ctvl.train.distributed import env_ranks
 
@@ -189,7 +176,7 @@ class ReportTask(TrainTask):
 
 
 def _default_cache() -> Path:
-    from ctvl.report.tokens import default_cache_dir
+    from ctvl.tokenizers.causal3d.token_cache import default_cache_dir
 
     return default_cache_dir()
 

@@ -171,3 +171,71 @@ def export_bundle(
     if card is not None:
         (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return out
+
+
+def tokenizer_identity(tok: LoadedTokenizer) -> dict[str, Any]:
+    """What a model trained on a tokenizer's latents records about it (id, kind, spec, source)."""
+    return {
+        "id": tok.tokenizer_id,
+        "kind": tok.kind,
+        "compression": tok.model.config.compression,
+        "token_channels": tok.model.config.token_channels,
+        "stage": tok.stage,
+        "encode_mode": tok.encode_mode,
+        "source": str(tok.source),
+        "spec_hash": tok.spec.hash(),
+    }
+
+
+def load_embedded_tokenizer(
+    inside: Path, identity: dict[str, Any], preprocessing: dict[str, Any], device: str | torch.device, what: str
+) -> LoadedTokenizer:
+    """The tokenizer a model was trained with: the copy in ``inside`` or, failing that, its recorded source.
+
+    Args:
+        inside: the ``tokenizer/`` folder of a bundle (may be absent for a training run folder).
+        identity: :func:`tokenizer_identity` stored at training time.
+        preprocessing: the preprocessing spec dict stored at training time.
+        device: where to put the model.
+        what: the model that needs it, for messages (e.g. ``"report model"``).
+
+    Raises:
+        InputError: not found, another tokenizer (weights digest differs) or another preprocessing spec.
+    """
+    where = inside if inside.is_dir() else Path(identity["source"])
+    if not where.exists():
+        raise InputError(f"the tokenizer this {what} was trained with is not in {inside} nor at its recorded "
+                         f"source {where}; re-export the bundle", path=inside.parent)
+    tok = load_tokenizer(where, device=device)
+    if tok.tokenizer_id != identity["id"]:
+        raise InputError(f"the tokenizer at {where} (id {tok.tokenizer_id}) is not the one this {what} was "
+                         f"trained with (id {identity['id']}); use the bundle's own tokenizer", path=inside.parent)
+    stored = PreprocessSpec.from_dict(preprocessing)
+    if tok.spec != stored:
+        raise InputError(f"the tokenizer's preprocessing (spec {tok.spec.hash()}) differs from the one used in "
+                         f"training (spec {stored.hash()}); the bundle is inconsistent", path=inside.parent)
+    return tok
+
+
+def copy_tokenizer_bundle(source: Path, dest: Path, expected_id: str) -> None:
+    """Put the tokenizer a model was trained with into ``dest`` (a bundle copy keeps its id).
+
+    Raises:
+        InputError: the tokenizer at ``source`` is no longer the one with ``expected_id``.
+    """
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    if (source / "weights.safetensors").is_file() and (source / "config.json").is_file():
+        dest.mkdir(parents=True)
+        for f in source.iterdir():
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
+    else:  # a run folder or checkpoint: full precision, so the digest is unchanged
+        export_bundle(source, dest, half=False)
+    got = load_tokenizer(dest).tokenizer_id
+    if got != expected_id:
+        shutil.rmtree(dest)
+        raise InputError(f"the tokenizer at {source} is no longer the one the model was trained with "
+                         f"(id {got}, expected {expected_id})", path=source)
