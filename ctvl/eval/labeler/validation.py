@@ -123,3 +123,109 @@ def measure_on_phantoms(seeds: Sequence[int], labeler: ReportLabeler | None = No
     out["errors"] = errors[:20]
     out["n_errors"] = len(errors)
     return out
+
+
+def _clear_caches() -> None:
+    from ctvl.eval.labeler.core import sentence_mentions
+    from ctvl.eval.labeler.negation import sentence_scopes
+
+    sentence_mentions.cache_clear()
+    sentence_scopes.cache_clear()
+
+
+def rule_speed(texts: Sequence[str], labeler: ReportLabeler | None = None) -> dict[str, float]:
+    """Reports per second of the rule labeler, cold (empty sentence caches) and warm (second pass)."""
+    labeler = labeler or ReportLabeler()
+    _clear_caches()
+    out = {}
+    for key in ("cold_reports_per_second", "warm_reports_per_second"):
+        start = time.perf_counter()
+        labeler.label_many(texts)
+        out[key] = round(len(texts) / max(time.perf_counter() - start, 1e-9), 1)
+    return out
+
+
+def measure_agreement(
+    path: str | Path,
+    *,
+    k: int = 5,
+    learned: bool = False,
+    learned_options: dict | None = None,
+    embedding_cache: str | Path | None = None,
+    n_boot: int = 1000,
+    speed_reports: int = 40,
+) -> dict:
+    """CT-RATE-style agreement (cells and reports differing, macro/micro F1, 95% CIs) of the labelers.
+
+    The rule labeler is scored on every report (its rules were written from the development split
+    only, see :func:`is_held_out`). The learned layer (``learned=True``) is scored by k-fold
+    cross-validation over all reports (:func:`ctvl.eval.labeler.crossval.out_of_fold`): each report's
+    labels come from a model trained on the other folds. Both are summarised on all reports, the
+    held-out split and the development split.
+
+    Args:
+        path: CSV with ``AccessionNo``, ``report_text`` and the 18 label columns.
+        k: folds for cross-validation.
+        learned: also cross-validate the learned layer (needs the MiniLM package).
+        learned_options: keyword arguments of :meth:`LearnedLabeler.fit` (``C``, ``mode``, ``band``).
+        embedding_cache: an ``.npz`` of sentence embeddings read before and written after (outside
+            the repository: it holds embeddings of licensed report text).
+        n_boot: bootstrap resamples.
+        speed_reports: reports timed, uncached, for the learned layer's speed.
+
+    Returns:
+        ``{"rules": {...}, "learned": {...}?, "disagreements": {"rules": [...], "learned": [...]?}}``.
+    """
+    from ctvl.eval.labeler.agreement import agreement_summary, disagreements
+    from ctvl.eval.labeler.crossval import folds, out_of_fold
+
+    table = read_reports(path)
+    ids, truth, _ = read_labels(path, table.id_column)
+    texts = table.texts
+    held = np.array([is_held_out(i) for i in ids])
+    fold = folds(ids, k)
+
+    def parts(pred: np.ndarray) -> dict:
+        out = {name: agreement_summary(truth[m], pred[m], n_boot=n_boot)
+               for name, m in (("all", np.ones_like(held)), ("held_out", held), ("development", ~held))}
+        out["per_fold_cell_pct"] = [round(100 * float((truth[fold == f] != pred[fold == f]).mean()), 2)
+                                    for f in range(k)]
+        return out
+
+    rules = ReportLabeler()
+    speed = rule_speed(texts, rules)
+    rule_pred = rules.label_many(texts)
+    result: dict = {"source": str(path), "k": k, "rules": {**parts(rule_pred), "speed": speed}}
+    result["disagreements"] = {"rules": disagreements(ids, texts, truth, rule_pred, rules.explain)}
+    if learned:
+        from ctvl.eval.labeler.encoder import SentenceEncoder
+        from ctvl.eval.labeler.learned import LearnedLabeler
+
+        encoder = SentenceEncoder()
+        if embedding_cache is not None and Path(embedding_cache).is_file():
+            encoder.load_cache(embedding_cache)
+        options = dict(learned_options or {})
+        start = time.perf_counter()
+        pred, models = out_of_fold(
+            ids, texts, truth, lambda x, y: LearnedLabeler.fit(x, y, rules=rules, encoder=encoder, **options), k=k
+        )
+        cv_seconds = time.perf_counter() - start
+        if embedding_cache is not None:
+            encoder.save_cache(embedding_cache)
+        sample = texts[:speed_reports]
+        cold = LearnedLabeler(coef=models[0].coef, intercept=models[0].intercept, rules=rules,
+                              encoder=SentenceEncoder(), mode=models[0].mode, band=models[0].band)
+        cold.encoder.encode(["warm up the model"])
+        start = time.perf_counter()
+        cold.label_many(sample)
+        rate = len(sample) / max(time.perf_counter() - start, 1e-9)
+        by_fold = {f: m for f, m in enumerate(models)}
+        lines = []  # evidence from the fold model that made the out-of-fold prediction
+        for row in disagreements(ids, texts, truth, pred, lambda t: {}):
+            i = ids.index(row["id"])
+            row["evidence"] = by_fold[int(fold[i])].explain(texts[i]).get(row["label"], [])
+            lines.append(row)
+        result["learned"] = {**parts(pred), "options": options, "cv_seconds": round(cv_seconds, 1),
+                             "speed": {"uncached_reports_per_second": round(rate, 1)}}
+        result["disagreements"]["learned"] = lines
+    return result
