@@ -47,6 +47,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench_cmds",
     "eval_cmds",
     "report_cmds",
+    "synthesis_cmds",
+    "synth_eval_cmds",
     "app_cmds",
     "demo_cmds",
 )

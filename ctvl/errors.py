@@ -28,3 +28,19 @@ class InputError(CtvlError):
 
 class ConfigError(CtvlError):
     """A configuration file or option is invalid."""
+
+
+def check_keys(given: object, known: object, what: str) -> None:
+    """Refuse keys a config section does not know (a typo never falls back to a default silently).
+
+    Args:
+        given: the keys found (e.g. a YAML mapping).
+        known: the keys allowed.
+        what: the section, for the message (e.g. ``"synthesis model"``).
+
+    Raises:
+        ConfigError: naming the unknown keys and the known ones.
+    """
+    unknown = sorted(set(given) - set(known))  # type: ignore[call-overload]
+    if unknown:
+        raise ConfigError(f"unknown {what} key(s) {unknown}; known: {sorted(known)}")  # type: ignore[call-overload]

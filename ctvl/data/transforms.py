@@ -272,6 +272,33 @@ class PreprocessSpec:
         meta = replace(state.meta, warnings=list(state.meta.warnings), extra=extra)
         return Volume(data=hu.astype(np.float32), affine=state.original_affine.copy(), meta=meta)
 
+    def to_volume(self, tensor: torch.Tensor | np.ndarray, meta: VolumeMeta | None = None) -> Volume:
+        """A model-space tensor that has no source scan (e.g. a generated one) as a HU volume on the spec's grid.
+
+        Args:
+            tensor: (1, T, H, W) or (T, H, W) in ``out_range`` (values outside are clamped).
+            meta: provenance for the volume (default: CT, no source).
+
+        Returns:
+            Volume with data (W, H, T) = (X, Y, Z) float32 HU, axes pointing to ``orientation``, voxel size
+            ``spacing`` and the grid centred on the world origin (RAS+ affine, nibabel convention).
+        """
+        x = torch.as_tensor(tensor).detach().to("cpu", torch.float32)
+        x = x[0] if x.ndim == 4 else x
+        if x.ndim != 3:
+            raise InputError(f"model tensor must be (1, T, H, W) or (T, H, W), got shape {tuple(x.shape)}")
+        lo, hi = sorted(self.out_range)
+        (a0, a1), (b0, b1) = self.window, self.out_range
+        hu = (x.clamp(lo, hi).permute(2, 1, 0).numpy() - b0) / (b1 - b0) * (a1 - a0) + a0  # (X, Y, Z)
+        world = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+        affine = np.eye(4)
+        for k, code in enumerate(self.orientation):
+            row, sign = world[code]
+            affine[:3, k] = 0.0
+            affine[row, k] = sign * float(self.spacing[k])
+        affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(hu.shape, dtype=np.float64) - 1) / 2)  # centre at 0
+        return Volume(data=hu.astype(np.float32), affine=affine, meta=meta or VolumeMeta(modality="CT"))
+
 
 @dataclass
 class PreprocessState:

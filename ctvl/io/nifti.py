@@ -199,7 +199,7 @@ def _apply(data: np.ndarray, slope: float, inter: float) -> None:
         data += np.float32(inter)
 
 
-def write_nifti(volume: Volume, path: str | Path, dtype: str = "float32") -> Path:
+def write_nifti(volume: Volume, path: str | Path, dtype: str = "float32", description: str = "") -> Path:
     """Write ``volume`` to ``path`` (.nii or .nii.gz) atomically.
 
     The affine is written to the sform (and to the qform when it has no shear, which a qform cannot
@@ -212,6 +212,7 @@ def write_nifti(volume: Volume, path: str | Path, dtype: str = "float32") -> Pat
         volume: the volume; ``volume.data`` is (I, J, K) HU.
         path: destination file.
         dtype: on-disk voxel type.
+        description: text for the header's ``descrip`` field (NIfTI keeps 79 bytes; longer text is cut).
     Returns:
         The written path.
     """
@@ -233,6 +234,8 @@ def write_nifti(volume: Volume, path: str | Path, dtype: str = "float32") -> Pat
     img.set_sform(affine, code=1)
     img.header["scl_slope"] = 1.0
     img.header["scl_inter"] = 0.0
+    if description:
+        img.header["descrip"] = description.encode("ascii", "replace")[:79]
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
     fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent, prefix=".tmp-")
     os.close(fd)
