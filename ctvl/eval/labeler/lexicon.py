@@ -132,7 +132,7 @@ LEXICON: dict[str, tuple[Rule, ...]] = {
         _r(r"\bbullae?\b|\bbullous\b|\bblebs?\b"),
     ),
     "Atelectasis": (
-        _r(r"\b(?<!fibro)(?<!fibro )atel[ae]ct\w*"),
+        _r(r"\b(?<!fibro)(?<!fibro )(?<!fibrotic )atel[ae]ct\w*"),  # "sequela fibrotic atelectasis" is fibrotic
     ),
     "Lung nodule": (
         _r(r"\b(?:micro)?nodules?\b|\bnodular (?:lesion|lesions|formation)\b",

@@ -164,3 +164,10 @@ def test_deterministic_and_fast() -> None:
     seconds = time.perf_counter() - start
     assert np.array_equal(first, ReportLabeler().label_many(reports))
     assert len(reports) / seconds > 100, f"only {len(reports) / seconds:.0f} reports/s"
+
+
+def test_fibrotic_atelectasis_is_a_fibrotic_sequela_not_atelectasis() -> None:
+    from ctvl.eval.labeler import ReportLabeler
+
+    out = ReportLabeler().label("Stable sequela fibrotic atelectasis changes were observed in both lungs.")
+    assert out["Pulmonary fibrotic sequela"] == 1 and out["Atelectasis"] == 0
