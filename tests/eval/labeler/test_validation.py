@@ -37,3 +37,17 @@ def test_phantom_reports() -> None:
     pytest.importorskip("ctvl.data.phantom", reason="phantom generator not available")
     result = measure_on_phantoms(list(range(200)))
     assert result["macro_f1"] >= 0.99, result["errors"]
+
+
+@pytest.mark.skipif(not MANUAL_CSV.is_file(), reason=f"shared data absent: {MANUAL_CSV}")
+def test_ctrate_style_agreement_on_real_reports() -> None:
+    from ctvl.eval.labeler.validation import measure_agreement
+
+    res = measure_agreement(MANUAL_CSV, n_boot=50)
+    held = res["rules"]["held_out"]
+    # measured (docs/labeler.md): held-out 1.80 % cells, 23.9 % reports; guards against regressions
+    assert held["n_reports"] == 213 and held["cell_disagreement_pct"] <= 1.9 and held["report_disagreement_pct"] <= 25
+    lo, hi = held["cell_disagreement_pct_95ci"]
+    assert lo <= held["cell_disagreement_pct"] <= hi
+    assert res["rules"]["speed"]["cold_reports_per_second"] >= 100  # shared CPU; 347 measured
+    assert len(res["disagreements"]["rules"]) == sum(res["rules"]["all"]["per_label_errors"].values())
