@@ -260,3 +260,14 @@ def test_real_ct_round_trips_exactly_on_its_own_grid():
     np.testing.assert_allclose(back.data, np.clip(vol.data, -1000, 1000), atol=0.05)
     cpu = PreprocessSpec.cpu().apply(vol)
     assert cpu.shape == (1, 33, 64, 64) and float(cpu.min()) == -1.0
+
+
+def test_to_volume_puts_a_model_tensor_on_the_specs_own_grid():
+    """A tensor with no source scan (a generated one) comes back unchanged through apply()."""
+    spec = PreprocessSpec(spacing=(12.0, 12.0, 22.5), size=(32, 32), depth=17, antialias=False)
+    x = torch.rand(1, 17, 32, 32) * 2 - 1
+    volume = spec.to_volume(x)
+    assert volume.shape == (32, 32, 17) and volume.axcodes == "LPS"
+    assert np.allclose(volume.spacing, spec.spacing)
+    assert np.allclose(volume.affine[:3, :3] @ ((np.array(volume.shape) - 1) / 2) + volume.affine[:3, 3], 0)
+    assert torch.allclose(spec.apply(volume), x, atol=1e-4)

@@ -1,0 +1,21 @@
+"""A tiny trained-for-two-steps generator bundle, built once per test session (see factory.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.synthesis.factory import tiny_generator_bundle
+
+    return tiny_generator_bundle(tmp_path_factory.mktemp("synthesis"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gen(tiny_bundle: Path):
+    from ctvl.synthesis import load_generator
+
+    return load_generator(tiny_bundle)
