@@ -1,4 +1,4 @@
-"""A tiny trained-for-two-steps generator bundle, built once per test session (see factory.py)."""
+"""Session fixtures shared across test packages: a tiny generator bundle (tests/synthesis/factory.py), built on first use."""
 
 from __future__ import annotations
 
