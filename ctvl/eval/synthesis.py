@@ -93,9 +93,13 @@ def _reconstruct(gen, volumes: torch.Tensor, batch: int = 8) -> torch.Tensor:
 
 
 def _distances(nets, x: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
+    import warnings
+
     from ctvl.eval.features.frechet import fd_3d, fid_2p5d
 
-    return {"fid_2p5d": fid_2p5d(nets, x, reference), "fd_3d": fd_3d(nets, x, reference)}
+    with warnings.catch_warnings():  # scipy's sqrtm warns on near-singular covariances of small sets
+        warnings.simplefilter("ignore")
+        return {"fid_2p5d": fid_2p5d(nets, x, reference), "fd_3d": fd_3d(nets, x, reference)}
 
 
 def _grid(path: Path, prompts: list[str], generated: torch.Tensor, prompt_labels: np.ndarray, real: RealSet) -> None:
