@@ -11,7 +11,7 @@ on phantoms (``pipelines/train_feature_nets.py``):
   (trained on slices of all three with the volume's labels as weak slice labels); one net keeps the three
   per-plane FIDs in the same feature space, so their mean is meaningful.
 
-Both are plain conv stacks (conv → norm → ReLU, stride-2 stages, residual blocks between), pooled by
+Both are conv stacks (conv → norm → ReLU layers, optionally residual blocks between), pooled by
 concatenated mean and max (max keeps small findings a mean would dilute), then a linear layer to the
 ``feature_dim`` features (ReLU) and a linear head to the 18 logits.
 """
@@ -34,8 +34,9 @@ class FeatureNetConfig:
 
     Attributes:
         in_channels: input channels (1: one CT intensity channel in [-1, 1]).
-        widths: channels of each stage; every stage halves each spatial axis (the first one included).
-        blocks: residual blocks per stage after its strided conv.
+        widths: channels of each conv layer (conv 3 → norm → ReLU).
+        strides: stride of each conv layer (None = 2 for every layer).
+        blocks: residual blocks after each conv layer (0 = a plain conv stack).
         feature_dim: size of the penultimate features (Fréchet distances use them).
         num_labels: logits out (18 CT-RATE labels).
         norm: "batch" (BatchNorm) or "group" (GroupNorm, 8 groups).
@@ -43,8 +44,9 @@ class FeatureNetConfig:
     """
 
     in_channels: int = 1  # CT intensity
-    widths: tuple[int, ...] = (16, 32, 64, 128)  # channels per stride-2 stage
-    blocks: int = 1  # residual blocks per stage
+    widths: tuple[int, ...] = (24, 32, 64, 64, 96, 96)  # channels per conv layer (the token probe's CNN)
+    strides: tuple[int, ...] | None = (2, 1, 2, 1, 2, 1)  # stride per layer; None = all 2
+    blocks: int = 0  # residual blocks after each layer
     feature_dim: int = 128  # penultimate features
     num_labels: int = len(CTRATE_LABELS)  # 18 CT-RATE labels
     norm: str = "batch"  # "batch" | "group"
@@ -55,6 +57,8 @@ class FeatureNetConfig:
             raise ConfigError(f"feature net norm must be 'batch' or 'group', got {self.norm!r}")
         if not self.widths or min(self.widths) < 1 or self.feature_dim < 1 or self.num_labels < 1:
             raise ConfigError(f"feature net widths, feature_dim and num_labels must be positive, got {self}")
+        if self.strides is not None and len(self.strides) != len(self.widths):
+            raise ConfigError(f"feature net strides {self.strides} must have one entry per width {self.widths}")
         if self.norm == "group" and any(w % 8 for w in self.widths):
             raise ConfigError(f"GroupNorm uses 8 groups: every width must be a multiple of 8, got {self.widths}")
 
@@ -70,6 +74,9 @@ class FeatureNetConfig:
         if unknown:
             raise ConfigError(f"unknown feature net config keys {unknown}; known: {sorted(names)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+SLICE_CONFIG = FeatureNetConfig(widths=(16, 32, 64, 128), strides=None, blocks=1)  # SliceNet2D default
 
 
 def _conv(spatial_dims: int) -> type[nn.Module]:
@@ -113,8 +120,8 @@ class _FeatureNet(nn.Module):
         c, d = self.config, self.spatial_dims
         stages: list[nn.Module] = []
         cin = c.in_channels
-        for width in c.widths:
-            stages.append(_ConvNormAct(d, cin, width, 2, c.norm))
+        for width, stride in zip(c.widths, c.strides or (2,) * len(c.widths)):
+            stages.append(_ConvNormAct(d, cin, width, stride, c.norm))
             stages.extend(_ResBlock(d, width, c.norm) for _ in range(c.blocks))
             cin = width
         self.stages = nn.Sequential(*stages)
@@ -145,7 +152,8 @@ class CTNet3D(_FeatureNet):
     """3D classifier of the 18 labels on model-space volumes.
 
     Args:
-        config: :class:`FeatureNetConfig` (default: widths 16-32-64-128, 128 features).
+        config: :class:`FeatureNetConfig` (default: the token probe's six layers 24-32-64-64-96-96, strides
+            2-1-2-1-2-1, 128 features).
 
     Shapes:
         ``forward``: (B, 1, T, H, W) -> (B, 18) logits; ``features``: (B, 1, T, H, W) -> (B, feature_dim).
@@ -159,10 +167,14 @@ class SliceNet2D(_FeatureNet):
     """2D network on slices of any plane (axial 64 × 64, coronal / sagittal 33 × 64).
 
     Args:
-        config: :class:`FeatureNetConfig`.
+        config: :class:`FeatureNetConfig` (default :data:`SLICE_CONFIG`: stride-2 layers 16-32-64-128, one
+            residual block after each).
 
     Shapes:
         ``forward``: (B, 1, h, w) -> (B, 18) logits; ``features``: (B, 1, h, w) -> (B, feature_dim).
     """
 
     spatial_dims = 2
+
+    def __init__(self, *, config: FeatureNetConfig | None = None) -> None:
+        super().__init__(config=config or SLICE_CONFIG)

@@ -15,14 +15,14 @@ probability on a grid); with ``"fixed"`` every label uses 0.5.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from ctvl.errors import ConfigError, InputError
 from ctvl.eval.features.extract import PLANES, volume_logits
-from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
+from ctvl.eval.features.nets import SLICE_CONFIG, CTNet3D, FeatureNetConfig, SliceNet2D
 
 
 @dataclass
@@ -114,9 +114,9 @@ def train_classifier(
     config: FeatureNetConfig | None = None,
     epochs: int = 10,
     batch_size: int = 16,
-    lr: float = 2e-3,
+    lr: float = 1e-3,
     shift: int = 2,
-    thresholds: str = "fixed",
+    thresholds: str = "train",
     seed: int = 0,
     progress: bool = False,
 ) -> TrainResult:
@@ -125,7 +125,7 @@ def train_classifier(
     Args:
         x: (N, 1, T, H, W) volumes in [-1, 1] (float16 or float32; batches are cast to float32).
         y: (N, 18) 0/1 labels.
-        config: net config (default :class:`FeatureNetConfig`).
+        config: net config (default :class:`FeatureNetConfig`, the token probe's CNN).
         epochs, batch_size, lr: optimisation (AdamW, one-cycle peak ``lr``).
         shift: maximum in-plane shift of the augmentation, voxels (0 = flips only).
         thresholds: "fixed" (0.5 each) or "train" (chosen per label on the training volumes).
@@ -204,7 +204,7 @@ def train_slice_net(
     Args:
         x: (N, 1, T, H, W) volumes in [-1, 1].
         y: (N, 18) 0/1 volume labels.
-        config: net config (default :class:`FeatureNetConfig`).
+        config: net config (default :data:`~ctvl.eval.features.nets.SLICE_CONFIG`).
         epochs: passes; each pass draws ``3 · ceil(N / batch_size)`` batches (one slice per volume per plane).
         batch_size: slices per step (from as many different volumes).
         lr: AdamW one-cycle peak.
@@ -221,7 +221,7 @@ def train_slice_net(
     began = time.perf_counter()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = SliceNet2D(config=config or FeatureNetConfig(num_labels=y.shape[1]))
+    net = SliceNet2D(config=config or replace(SLICE_CONFIG, num_labels=y.shape[1]))
     net = net.to(memory_format=torch.channels_last)
     y = y.float()
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight(y))

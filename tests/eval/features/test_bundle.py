@@ -14,8 +14,8 @@ from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 
 def _nets(widths=(8, 16)):
     torch.manual_seed(0)
-    return (CTNet3D(config=FeatureNetConfig(widths=widths, feature_dim=8)).eval(),
-            SliceNet2D(config=FeatureNetConfig(widths=(8,), feature_dim=4, norm="group")).eval())
+    return (CTNet3D(config=FeatureNetConfig(widths=widths, strides=None, feature_dim=8)).eval(),
+            SliceNet2D(config=FeatureNetConfig(widths=(8,), strides=None, feature_dim=4, norm="group")).eval())
 
 
 def _save(path, nets, **kw):

@@ -50,7 +50,7 @@ def test_plane_slices_shapes_and_content(plane, shape):
 
 def _nets():
     torch.manual_seed(0)
-    cfg = FeatureNetConfig(widths=(8, 16), feature_dim=8)
+    cfg = FeatureNetConfig(widths=(8, 16), strides=None, feature_dim=8)
     return FeatureNets(CTNet3D(config=cfg).eval(), SliceNet2D(config=cfg).eval(), torch.full((18,), 0.5),
                        PreprocessSpec.cpu())
 

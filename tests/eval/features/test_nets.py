@@ -7,7 +7,7 @@ from ctvl.errors import ConfigError, InputError
 from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.eval.features.train import choose_thresholds, pos_weight, train_classifier, train_slice_net
 
-TINY = FeatureNetConfig(widths=(8, 16), feature_dim=12)
+TINY = FeatureNetConfig(widths=(8, 16), strides=None, feature_dim=12)
 
 
 @pytest.mark.parametrize(
@@ -36,12 +36,14 @@ def test_wrong_input_rank_is_refused():
 
 
 def test_config_round_trip_and_errors():
-    cfg = FeatureNetConfig(widths=(8, 16, 24), norm="group", feature_dim=32)
+    cfg = FeatureNetConfig(widths=(8, 16, 24), strides=(2, 1, 2), norm="group", feature_dim=32)
     assert FeatureNetConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="norm"):
         FeatureNetConfig(norm="layer")
     with pytest.raises(ConfigError, match="multiple of 8"):
-        FeatureNetConfig(widths=(12,), norm="group")
+        FeatureNetConfig(widths=(12,), strides=None, norm="group")
+    with pytest.raises(ConfigError, match="one entry per width"):
+        FeatureNetConfig(widths=(8, 16), strides=(2,))
     with pytest.raises(ConfigError, match="unknown"):
         FeatureNetConfig.from_dict({"depth": 3})
     with pytest.raises(TypeError):
@@ -49,7 +51,7 @@ def test_config_round_trip_and_errors():
 
 
 def test_group_norm_net_runs():
-    net = CTNet3D(config=FeatureNetConfig(widths=(8, 16), norm="group", feature_dim=8))
+    net = CTNet3D(config=FeatureNetConfig(widths=(8, 16), strides=None, norm="group", feature_dim=8))
     assert net(torch.zeros(1, 1, 5, 8, 8)).shape == (1, 18)
 
 
