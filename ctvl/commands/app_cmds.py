@@ -1,4 +1,4 @@
-"""``ctvl app``: start the Gradio viewer (Report and Evaluate tabs) on this machine."""
+"""``ctvl app``: start the Gradio viewer (Report, Evaluate and Synthesize tabs) on this machine."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ def app_cmd(
     concurrency: int = typer.Option(2, "--concurrency", min=1, help="Requests of one kind processed at once."),
     model: Path | None = typer.Option(None, "--model", help="Report model bundle (default: the installed one)."),
     no_report: bool = typer.Option(False, "--no-report", help="Start without a report model (viewing and Evaluate only)."),
+    generator: Path | None = typer.Option(
+        None, "--generator", help="Text-to-CT generator bundle for the Synthesize tab (default: the installed one)."),
+    no_synthesis: bool = typer.Option(False, "--no-synthesis", help="Start without the Synthesize tab."),
 ) -> None:
-    """Start the viewer: upload a CT, browse axial/coronal/sagittal planes, generate and evaluate reports."""
+    """Start the viewer: upload a CT, browse axial/coronal/sagittal planes, generate and evaluate reports,
+    synthesize CT from text."""
     from ctvl.viewer.report_model import bundle_report_fn, default_report_fn
     from ctvl.viewer.server import serve
+    from ctvl.viewer.synthesize import Synthesizer, default_classifier
 
     if no_report:
         report_fn = None
@@ -25,7 +30,13 @@ def app_cmd(
         report_fn = bundle_report_fn(model)  # an explicit bundle that cannot be loaded is an error
     else:
         report_fn = default_report_fn()  # without an installed bundle the Report tab says so
-    serve(report_fn, host=host, port=port, max_upload_bytes=max_upload_mb << 20, concurrency_limit=concurrency)
+    synthesizer = None
+    if not no_synthesis:
+        synthesizer = Synthesizer(generator, classify=default_classifier())  # the default loads on first use
+        if generator is not None:
+            synthesizer.generator()  # an explicit bundle that cannot be loaded is an error now
+    serve(report_fn, host=host, port=port, max_upload_bytes=max_upload_mb << 20, concurrency_limit=concurrency,
+          synthesizer=synthesizer)
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:

@@ -1,15 +1,19 @@
-"""The Gradio viewer: a Report tab (upload, planes, windows, report) and an Evaluate tab.
+"""The Gradio viewer: a Report tab (upload, planes, windows, report), an Evaluate tab and a Synthesize tab.
 
 :func:`build_app` wires the pure pieces (:mod:`ctvl.viewer.planes`, :mod:`ctvl.viewer.upload`,
-:mod:`ctvl.viewer.evaluate`, :mod:`ctvl.viewer.report_hook`) into one ``gr.Blocks``. Tabs are built
-by one function each; later tabs (Synthesize) come in through ``extra_tabs`` and sit beside them.
+:mod:`ctvl.viewer.evaluate`, :mod:`ctvl.viewer.report_hook`, :mod:`ctvl.viewer.synthesize`) into one
+``gr.Blocks``. Tabs are built by one function each and share the three-plane view with its window
+presets; more tabs come in through ``extra_tabs`` and sit beside them.
 
 Public API endpoints (``gradio_client`` names):
 
 * ``/report`` — the uploaded file(s) → report text and the 18-label findings table (a readable
   error while no report model is installed);
 * ``/evaluate`` — predictions CSV, references CSV, optional labels CSV → metrics table, per-label
-  table, per-label F1 chart (PNG) and the results (zip + metrics.json).
+  table, per-label F1 chart (PNG) and the results (zip + metrics.json);
+* ``/synthesize`` (when built with a ``synthesizer``) — prompt, seed, steps, guidance, depth → the NIfTI
+  and its recipe JSON, the 18-label table (what the prompt states, what the classifier reads) and a
+  summary (a readable error while no generator bundle is installed).
 
 Every handler turns :class:`~ctvl.errors.CtvlError` into a message on the page (``gr.Error`` /
 ``gr.Warning``) and any other exception into a one-line "unexpected ..." message with the
@@ -44,6 +48,7 @@ from ctvl.viewer.planes import (  # noqa: E402
     render_plane,
 )
 from ctvl.viewer.report_hook import FINDINGS_HEADERS, ReportFn, run_report  # noqa: E402
+from ctvl.viewer.synthesize import LABEL_HEADERS, Synthesizer  # noqa: E402
 from ctvl.viewer.upload import (  # noqa: E402
     DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_MAX_VOXELS,
@@ -106,6 +111,50 @@ def _slice_renderer(plane: str, size: int) -> Callable:
     return on_slice
 
 
+def _window_controls(prefix: str) -> tuple[gr.Radio, gr.Slider, gr.Slider]:
+    """Window preset, level and width (HU) controls."""
+    level0, width0 = WINDOW_PRESETS[DEFAULT_PRESET]
+    preset = gr.Radio(PRESET_CHOICES, value=DEFAULT_PRESET, label="Window", elem_id=f"{prefix}-preset")
+    level = gr.Slider(-1500, 3000, value=level0, step=10, label="Level (HU)", elem_id=f"{prefix}-level")
+    width = gr.Slider(1, 4000, value=width0, step=10, label="Width (HU)", elem_id=f"{prefix}-width")
+    return preset, level, width
+
+
+def _plane_images(prefix: str) -> tuple[list[gr.Image], list[gr.Slider]]:
+    """The axial, coronal and sagittal images, each with its slice slider."""
+    images, sliders = [], []
+    with gr.Row():
+        for plane, hint in zip(PLANES, ("inferior → superior", "posterior → anterior", "patient's left → right")):
+            with gr.Column(min_width=200):
+                images.append(gr.Image(label=plane.capitalize(), type="numpy", format="png",
+                                       interactive=False, elem_id=f"{prefix}-{plane}"))
+                sliders.append(gr.Slider(0, 1, value=0, step=1, label=f"{plane} slice ({hint})",
+                                         interactive=False, elem_id=f"{prefix}-{plane}-slice"))
+    return images, sliders
+
+
+def _wire_planes(scan: gr.State, preset, level, width, images, sliders, display_size: int) -> None:
+    """Slice sliders, window presets and level/width re-render the planes of the ScanView in ``scan``."""
+
+    def on_preset(name, view, *slices):
+        if name not in WINDOW_PRESETS:
+            return [gr.update(), gr.update(), gr.update(), gr.update(), gr.update()]
+        lv, wd = WINDOW_PRESETS[name]
+        return [lv, wd, *render_all(view, slices, lv, wd, display_size)]
+
+    def on_window(view, lv, wd, *slices):
+        return [preset_for(lv, wd), *render_all(view, slices, lv, wd, display_size)]
+
+    for plane, slider, image in zip(PLANES, sliders, images):
+        slider.input(guarded(_slice_renderer(plane, display_size)), [scan, slider, level, width], image,
+                     trigger_mode="always_last", show_progress="hidden", api_visibility="private")
+    preset.input(guarded(on_preset), [preset, scan, *sliders], [level, width, *images], show_progress="hidden",
+                 api_visibility="private")
+    for control in (level, width):
+        control.input(guarded(on_window), [scan, level, width, *sliders], [preset, *images],
+                      trigger_mode="always_last", show_progress="hidden", api_visibility="private")
+
+
 def _report_tab(
     report_fn: ReportFn | None,
     max_upload_bytes: int,
@@ -114,7 +163,6 @@ def _report_tab(
     concurrency_limit: int,
 ) -> None:
     """Upload, header, three planes with sliders and windows, Generate report."""
-    level0, width0 = WINDOW_PRESETS[DEFAULT_PRESET]
     scan = gr.State(None, time_to_live=3600)  # ScanView of the current upload
     evidence = gr.State({})  # {"method": str, "voxels": {label: stored (i, j, k)}} of the last report
     with gr.Row():
@@ -125,19 +173,10 @@ def _report_tab(
                 elem_id="ctvl-upload",
             )
             header = gr.Markdown(EMPTY_HEADER, elem_id="ctvl-header")
-            preset = gr.Radio(PRESET_CHOICES, value=DEFAULT_PRESET, label="Window", elem_id="ctvl-preset")
-            level = gr.Slider(-1500, 3000, value=level0, step=10, label="Level (HU)", elem_id="ctvl-level")
-            width = gr.Slider(1, 4000, value=width0, step=10, label="Width (HU)", elem_id="ctvl-width")
+            preset, level, width = _window_controls("ctvl")
             generate = gr.Button("Generate report", variant="primary", elem_id="ctvl-generate")
         with gr.Column(scale=3):
-            with gr.Row():
-                images, sliders = [], []
-                for plane, hint in zip(PLANES, ("inferior → superior", "posterior → anterior", "patient's left → right")):
-                    with gr.Column(min_width=200):
-                        images.append(gr.Image(label=plane.capitalize(), type="numpy", format="png",
-                                               interactive=False, elem_id=f"ctvl-{plane}"))
-                        sliders.append(gr.Slider(0, 1, value=0, step=1, label=f"{plane} slice ({hint})",
-                                                 interactive=False, elem_id=f"ctvl-{plane}-slice"))
+            images, sliders = _plane_images("ctvl")
             report = gr.Textbox(label="Report", lines=8, interactive=False, elem_id="ctvl-report")
             jump = gr.Dropdown([], label="Show the slice with the strongest evidence for", visible=False,
                                elem_id="ctvl-evidence")
@@ -161,15 +200,6 @@ def _report_tab(
 
     def on_clear():
         return [None, EMPTY_HEADER, *(_slider(None) for _ in PLANES), None, None, None, *no_report]
-
-    def on_preset(name, view, *slices):
-        if name not in WINDOW_PRESETS:
-            return [gr.update(), gr.update(), gr.update(), gr.update(), gr.update()]
-        lv, wd = WINDOW_PRESETS[name]
-        return [lv, wd, *render_all(view, slices, lv, wd, display_size)]
-
-    def on_window(view, lv, wd, *slices):
-        return [preset_for(lv, wd), *render_all(view, slices, lv, wd, display_size)]
 
     def on_report(value):
         output, rows = run_report(report_fn, lambda: read_upload(value, max_upload_bytes, max_voxels))
@@ -196,14 +226,7 @@ def _report_tab(
     files.upload(guarded(on_upload), [files, level, width], view_outputs, concurrency_limit=concurrency_limit,
                  api_visibility="private")
     files.clear(on_clear, None, view_outputs, api_visibility="private")
-    for plane, slider, image in zip(PLANES, sliders, images):
-        slider.input(guarded(_slice_renderer(plane, display_size)), [scan, slider, level, width], image,
-                     trigger_mode="always_last", show_progress="hidden", api_visibility="private")
-    preset.input(guarded(on_preset), [preset, scan, *sliders], [level, width, *images], show_progress="hidden",
-                 api_visibility="private")
-    for control in (level, width):
-        control.input(guarded(on_window), [scan, level, width, *sliders], [preset, *images],
-                      trigger_mode="always_last", show_progress="hidden", api_visibility="private")
+    _wire_planes(scan, preset, level, width, images, sliders, display_size)
     generate.click(guarded(on_report), [files], [report, findings, evidence], api_name="report",
                    concurrency_limit=1, concurrency_id="report").then(
         on_evidence, [evidence], [jump], api_visibility="private")
@@ -244,6 +267,55 @@ def _evaluate_tab(work_dirs: WorkDirs, meteor: bool | None) -> None:
               concurrency_limit=1, concurrency_id="evaluate")
 
 
+def _synthesize_tab(synthesizer: Synthesizer, work_dirs: WorkDirs, display_size: int) -> None:
+    """Prompt and settings → the generated volume in three planes, prompt vs classifier labels, NIfTI download."""
+    gr.Markdown(
+        "Generate a chest CT from text as `ctvl synthesize` does. Blank settings use the generator's defaults; "
+        "a seed reproduces its volume. The table puts the findings the prompt states (read by the report "
+        "labeler) beside those a classifier reads from the generated volume."
+    )
+    scan = gr.State(None, time_to_live=3600)  # ScanView of the last generated volume
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            prompt = gr.Textbox(label="Prompt (findings in words; empty: the unconditional model)", lines=3,
+                                placeholder="moderate right pleural effusion, cardiomegaly", elem_id="ctvl-synth-prompt")
+            with gr.Row():  # text boxes: a browser's number field cannot stay blank (= the generator's default)
+                seed = gr.Number(0, label="Seed", elem_id="ctvl-synth-seed")
+                steps = gr.Textbox(label="Steps", placeholder="default", max_lines=1, elem_id="ctvl-synth-steps")
+            with gr.Row():
+                guidance = gr.Textbox(label="Guidance", placeholder="default", max_lines=1,
+                                      elem_id="ctvl-synth-guidance")
+                depth = gr.Textbox(label="Depth (slices, 1 + 8k)", placeholder="default", max_lines=1,
+                                   elem_id="ctvl-synth-depth")
+            run = gr.Button("Synthesize", variant="primary", elem_id="ctvl-synthesize")
+            preset, level, width = _window_controls("ctvl-synth")
+            summary = gr.Markdown("", elem_id="ctvl-synth-summary")
+            download = gr.File(label="NIfTI (int16 HU) and its recipe (.json)", file_count="multiple",
+                               interactive=False, elem_id="ctvl-synth-download")
+        with gr.Column(scale=3):
+            images, sliders = _plane_images("ctvl-synth")
+            table = gr.Dataframe(headers=LABEL_HEADERS, label="Labels (18 CT-RATE findings): prompt vs classifier",
+                                 interactive=False, elem_id="ctvl-synth-labels")
+
+    def on_synthesize(prompt, seed, steps, guidance, depth):  # the API's parameter names
+        request = synthesizer.parse(prompt, seed, steps, guidance, depth)
+        output = synthesizer.run(request, work_dirs.new("synth-"))
+        for note in output.warnings:
+            gr.Warning(note)
+        return ([str(output.nifti), str(output.recipe_json)], pd.DataFrame(output.rows, columns=LABEL_HEADERS),
+                output.summary, output.view)
+
+    def on_show(view, lv, wd):
+        mid = middle_slices(view)
+        slices = [mid[p] for p in PLANES]
+        return [*(_slider(view.n_slices(p), mid[p]) for p in PLANES), *render_all(view, slices, lv, wd, display_size)]
+
+    run.click(guarded(on_synthesize), [prompt, seed, steps, guidance, depth], [download, table, summary, scan],
+              api_name="synthesize", concurrency_limit=1, concurrency_id="synthesize").success(
+        guarded(on_show), [scan, level, width], [*sliders, *images], api_visibility="private")
+    _wire_planes(scan, preset, level, width, images, sliders, display_size)
+
+
 def build_app(
     report_fn: ReportFn | None = None,
     *,
@@ -255,6 +327,7 @@ def build_app(
     display_size: int = DISPLAY_SIZE,
     extra_tabs: Sequence[ExtraTab] = (),
     work_dirs: WorkDirs | None = None,
+    synthesizer: Synthesizer | None = None,
 ) -> gr.Blocks:
     """Build the viewer (not launched; see :func:`ctvl.viewer.server.serve`).
 
@@ -270,7 +343,9 @@ def build_app(
         display_size: pixels along the scan's longest physical extent in the plane images.
         extra_tabs: (tab name, builder) pairs; each builder creates its components inside its tab
             (e.g. the Synthesize tab).
-        work_dirs: where evaluation outputs go (default: a new temporary folder).
+        work_dirs: where evaluation and synthesis outputs go (default: a new temporary folder).
+        synthesizer: the text-to-CT generator behind a Synthesize tab
+            (:class:`~ctvl.viewer.synthesize.Synthesizer`); None: no Synthesize tab.
     Returns:
         The ``gr.Blocks`` with its queue configured.
     """
@@ -282,6 +357,9 @@ def build_app(
                 _report_tab(report_fn, max_upload_bytes, max_voxels, display_size, concurrency_limit)
             with gr.Tab("Evaluate", id="evaluate"):
                 _evaluate_tab(work_dirs, meteor)
+            if synthesizer is not None:
+                with gr.Tab("Synthesize", id="synthesize"):
+                    _synthesize_tab(synthesizer, work_dirs, display_size)
             for name, builder in extra_tabs:
                 with gr.Tab(name, id=name.lower()):
                     builder()

@@ -35,6 +35,7 @@ def test_defaults_bind_loopback_port_7860(calls):
     assert main(["app"]) == 0
     report_fn, kw = calls[0]
     assert callable(report_fn)  # the installed report model bundle
+    assert kw.pop("synthesizer") is not None  # the Synthesize tab (tests/viewer/test_synthesize.py)
     assert kw == {"host": "127.0.0.1", "port": 7860, "max_upload_bytes": 1 << 30, "concurrency_limit": 2}
 
 
@@ -48,6 +49,7 @@ def test_no_report_and_a_bad_model_bundle(calls, capsys, tmp_path):
 def test_options_reach_the_server(calls):
     argv = ["app", "--host", "0.0.0.0", "--port", "9000", "--max-upload-mb", "5", "--concurrency", "3"]
     assert main(argv) == 0
+    calls[0][1].pop("synthesizer")
     assert calls[0][1] == {"host": "0.0.0.0", "port": 9000, "max_upload_bytes": 5 << 20, "concurrency_limit": 3}
 
 
