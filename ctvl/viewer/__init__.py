@@ -4,6 +4,7 @@
 * :mod:`ctvl.viewer.upload` — uploads (NIfTI, DICOM .zip, several .dcm) → volume + header info;
 * :mod:`ctvl.viewer.report_hook` — the seam a report model plugs into (``report_fn``);
 * :mod:`ctvl.viewer.evaluate` — the Evaluate tab's call to :mod:`ctvl.eval.reports`;
+* :mod:`ctvl.viewer.synthesize` — the Synthesize tab's calls to :mod:`ctvl.synthesis` and its classifier;
 * :mod:`ctvl.viewer.app` — ``build_app`` (Gradio Blocks); :mod:`ctvl.viewer.server` — ``serve``.
 
 Gradio is imported only by ``app``/``server``, so the pure modules stay light.

@@ -1,5 +1,6 @@
 """The viewer in a real browser (Debian Chromium driven by Playwright): upload a phantom, see the planes,
-generate a report with the shipped model, read it from the page, jump to the evidence, save a screenshot."""
+generate a report with the shipped model, read it from the page, jump to the evidence, save a screenshot;
+synthesize a volume from text in the Synthesize tab and download its NIfTI."""
 
 import os
 import time
@@ -122,3 +123,65 @@ def test_unreadable_upload_is_explained_in_the_page(page, tmp_path):
     while time.time() < deadline and page.locator("#ctvl-axial img").count():
         time.sleep(0.1)
     assert page.locator("#ctvl-axial img").count() == 0  # the previous scan's planes are gone
+
+
+@pytest.fixture(scope="module")
+def synth_viewer(tiny_bundle):
+    """The viewer with a Synthesize tab over a tiny random generator and a stand-in classifier."""
+    from ctvl.viewer.server import serve, stop
+    from ctvl.viewer.synthesize import Synthesizer
+    from tests.viewer.conftest import free_port
+    from tests.viewer.test_synthesize import stand_in_classifier
+
+    synthesizer = Synthesizer(tiny_bundle, classify=stand_in_classifier)
+    demo = serve(None, port=free_port(), block=False, quiet=True, meteor=False, synthesizer=synthesizer)
+    yield demo
+    stop(demo)
+
+
+def test_synthesize_tab_shows_the_volume_labels_and_download(browser, synth_viewer, tmp_path):
+    page = _open(browser, synth_viewer.local_url)
+    page.get_by_role("tab", name="Synthesize").click()
+    page.locator("#ctvl-synth-prompt textarea").fill("moderate right pleural effusion, cardiomegaly")
+    page.locator("#ctvl-synth-steps input").fill("0")  # a bad setting: a message in the page, nothing generated
+    page.click("#ctvl-synthesize")
+    page.get_by_text("steps must be a whole number from 1 to 100, got 0").first.wait_for()
+    assert page.locator("#ctvl-synth-axial img").count() == 0
+
+    assert page.locator("#ctvl-synth-guidance input").input_value() == ""  # blank: the generator's default
+    page.locator("#ctvl-synth-seed input").fill("4")
+    page.locator("#ctvl-synth-steps input").fill("2")
+    page.locator("#ctvl-synth-depth input").fill("20")
+    page.click("#ctvl-synthesize")
+    planes = ["synth-axial", "synth-coronal", "synth-sagittal"]
+    page.wait_for_function(IMAGES_READY, arg=planes, timeout=120_000)
+    sizes = {p: page.eval_on_selector(f"#ctvl-{p} img", "i => [i.naturalWidth, i.naturalHeight]") for p in planes}
+    # 32 x 12 mm = 384 mm on 512 px; 25 x 22.5 mm = 562.5 mm is the longest extent → 512 px
+    assert sizes == {"synth-axial": [350, 350], "synth-coronal": [350, 512], "synth-sagittal": [350, 512]}
+    summary = page.locator("#ctvl-synth-summary")
+    summary.get_by_text("seed 4, 2 steps, guidance 3, depth 25").wait_for()
+    assert "depth 20 is not 1 + 8k slices; generating 25 slices instead" in summary.inner_text()
+    assert page.locator("#ctvl-synth-axial-slice input[type=number]").input_value() == "12"  # opens mid-volume
+
+    labels = page.locator("#ctvl-synth-labels")
+    labels.get_by_text("Pleural effusion").wait_for()
+    row = [c.strip() for c in labels.locator("[role=row]", has_text="Cardiomegaly").inner_text().split("\n") if c.strip()]
+    assert row[:2] == ["Cardiomegaly", "yes"] and row[2] in ("yes", "no") and 0 <= float(row[3]) <= 1  # prompt, classifier
+    assert labels.locator("[role=row]").count() == 19  # header + 18 labels
+
+    before = _src(page, "synth-axial")
+    page.locator("#ctvl-synth-preset").get_by_label("lung").check()  # the same window presets
+    page.wait_for_function(CHANGED, arg=["synth-axial", before])
+    assert page.locator("#ctvl-synth-level input[type=number]").input_value() == "-600"
+
+    assert page.locator("#ctvl-synth-download a[download=\"ctvl_synthetic_seed4.json\"]").count() == 1  # the recipe
+    link = page.locator("#ctvl-synth-download a[download=\"ctvl_synthetic_seed4.nii.gz\"]")
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "download.nii.gz"
+    download.value.save_as(str(saved))
+    from ctvl.io import read_volume
+
+    assert read_volume(saved).shape == (32, 32, 25)
+    page.screenshot(path=str(tmp_path / "synthesize.png"), full_page=True)
+    page.close()
