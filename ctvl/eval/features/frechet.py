@@ -47,8 +47,13 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
         raise InputError(f"Fréchet distance needs (N, F) and (M, F) features, got {tuple(a.shape)} and {tuple(b.shape)}")
     if len(a) < 2 or len(b) < 2:
         raise InputError(f"Fréchet distance needs at least 2 samples per set, got {len(a)} and {len(b)}")
-    with warnings.catch_warnings():  # MONAI passes scipy's deprecated `disp` to sqrtm
-        warnings.simplefilter("ignore", DeprecationWarning)
+    from scipy.linalg import LinAlgWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # MONAI passes scipy's deprecated `disp` to sqrtm
+        # ReLU features that are zero on every input make the covariance singular; sqrtm still returns the
+        # square root of the (positive semi-definite) product, and the distance is exact on the other features
+        warnings.simplefilter("ignore", LinAlgWarning)
         value = FIDMetric()(a.detach().double().cpu(), b.detach().double().cpu())
     return max(0.0, float(value))  # sqrtm rounding can leave a tiny negative value for identical sets
 
