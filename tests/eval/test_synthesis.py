@@ -25,8 +25,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> dict[s
     data = tiny_dataset(root / "data", train=6, valid=6)
     torch.manual_seed(0)
     nets = save_feature_nets(
-        root / "features", ctnet3d=CTNet3D(config=FeatureNetConfig(widths=(8, 16), feature_dim=6)).eval(),
-        slicenet2d=SliceNet2D(config=FeatureNetConfig(widths=(8,), feature_dim=4, norm="group")).eval(),
+        root / "features", ctnet3d=CTNet3D(config=FeatureNetConfig(widths=(8, 16), strides=None, feature_dim=6)).eval(),
+        slicenet2d=SliceNet2D(config=FeatureNetConfig(widths=(8,), strides=None, feature_dim=4, norm="group")).eval(),
         thresholds=torch.full((18,), 0.5), spec=load_generator(tiny_bundle).spec)
     prompts = root / "prompts.csv"
     with prompts.open("w", newline="") as f:
