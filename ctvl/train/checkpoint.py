@@ -15,19 +15,20 @@ hyper-parameters, step counters) and RNG states are Python tuples; flattening th
 format for a file only :func:`ctvl.train.train` reads on ``resume``. It is loaded with
 ``weights_only=True`` (no code execution) and never shipped: bundles contain safetensors + JSON only.
 
-Atomicity: a checkpoint is written into a hidden ``.tmp-*`` folder, each file is fsynced, then the folder
-is renamed into place with :func:`os.replace` (atomic on POSIX). Readers only ever see complete
-checkpoints; leftovers of a killed writer are hidden and removed by the next save. Old checkpoints
-beyond ``keep_last`` are renamed away before they are deleted, for the same reason.
+Atomicity (:mod:`ctvl.atomic`): a checkpoint is written into a hidden temporary folder, each file is
+fsynced, then the folder is swapped in with :func:`ctvl.atomic.publish_dir`. Re-saving a step that
+exists renames the old folder aside and deletes it only once the new one is in place, so a kill at any
+moment leaves a loadable checkpoint; :func:`recover_checkpoints` (run by every save and before a
+resume) puts such an aside back and removes what a killed writer left. Old checkpoints beyond
+``keep_last`` are renamed away before they are deleted, for the same reason. Bundles
+(:func:`save_bundle`) are published the same way: the folder appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ctvl.atomic import is_temporary, publish_dir, recover, remove_dir
 from ctvl.errors import InputError
 
 FORMAT = "ctvl-checkpoint-1"
@@ -79,45 +81,28 @@ def _saveable(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _finish_file(path: Path) -> None:
-    """Give a freshly written file normal permissions (temp files start private) and fsync it."""
-    os.chmod(path, 0o666 & ~_umask())
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
-def _remove_tree(path: Path) -> None:
-    """Rename ``path`` to a hidden name, then delete it (so no half-deleted checkpoint is visible)."""
-    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
-    os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+def recover_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Repair a run's ``checkpoints/`` after a killed save (see :func:`ctvl.atomic.recover`).
 
+    A checkpoint that was renamed aside for a re-save of its step comes back when the new one never
+    landed; temporaries of dead writers are removed, as are the ``.tmp-*`` / ``.trash-*`` folders that
+    earlier versions of this module left. Only the process that writes checkpoints may call it.
 
-def _clean_leftovers(root: Path) -> None:
+    Returns:
+        The checkpoint folders that were restored.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    restored = recover(root)
     for p in root.iterdir():
-        if p.name.startswith((".tmp-", ".trash-")) and p.is_dir():
+        if p.name.startswith((".tmp-", ".trash-")) and not is_temporary(p.name) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
+    return restored
 
 
 def save_checkpoint(
@@ -144,27 +129,16 @@ def save_checkpoint(
     """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(root)
+    recover_checkpoints(run_dir)
     final = root / step_dir_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    try:
+    with publish_dir(final) as tmp:  # a re-saved step keeps its old folder until the new one is in place
         for stem, state_dict in weights.items():
             save_file(_saveable(state_dict), str(tmp / f"{stem}.safetensors"), metadata={"format": "pt"})
         _write_json(tmp / "config.json", {**config, "format": FORMAT, "step": step})
         if train_state is not None:
             torch.save(dict(train_state), tmp / "state.pt")
-        for f in tmp.iterdir():
-            _finish_file(f)
-        os.chmod(tmp, 0o777 & ~_umask())
-        if final.exists():  # re-saving the same step (e.g. a resumed run that ends where it started)
-            _remove_tree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
-        _remove_tree(old)
+        remove_dir(old)
     return final
 
 
@@ -285,40 +259,34 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], folder: Pa
         raise InputError(f"weights do not fit the stored architecture: {first}", path=folder) from None
 
 
+def write_bundle_files(
+    model: nn.Module | Mapping[str, torch.Tensor], config: Mapping[str, Any], folder: str | Path
+) -> Path:
+    """Write ``weights.safetensors`` + ``config.json`` into ``folder`` as they are (not atomically).
+
+    For a folder that is being built by :func:`ctvl.atomic.publish_dir` (a bundle with more files).
+    """
+    folder = Path(folder)
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    save_file(_saveable(state), str(folder / "weights.safetensors"), metadata={"format": "pt"})
+    _write_json(folder / "config.json", dict(config))
+    return folder
+
+
 def save_bundle(model: nn.Module | Mapping[str, torch.Tensor], config: Mapping[str, Any], out_dir: str | Path) -> Path:
     """Write a small inference bundle: ``weights.safetensors`` + ``config.json``.
 
-    Each file is written to a temporary name in the same folder and moved into place with
-    :func:`os.replace`, so a reader never sees a partial file.
+    The folder is published whole with :func:`ctvl.atomic.publish_dir`: a reader sees the previous
+    bundle (if any) or the new one, never a mixture; an existing folder is replaced entirely.
 
     Args:
         model: a module (its ``state_dict()`` is saved) or a state dict.
         config: JSON-serialisable config (e.g. the checkpoint's config with the preprocessing spec).
-        out_dir: the bundle folder (created).
+        out_dir: the bundle folder (created or replaced).
 
     Returns:
         The bundle folder; :func:`load_checkpoint` reads it back.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict() if isinstance(model, nn.Module) else model
-    targets = {"weights.safetensors": None, "config.json": None}
-    try:
-        for name in targets:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{name}-", dir=out)
-            os.close(fd)
-            tmp = Path(tmp_name)
-            targets[name] = tmp
-            if name.endswith(".safetensors"):
-                save_file(_saveable(state), str(tmp), metadata={"format": "pt"})
-            else:
-                _write_json(tmp, dict(config))
-            _finish_file(tmp)
-        for name, tmp in targets.items():
-            os.replace(tmp, out / name)
-        _fsync_dir(out)
-    finally:
-        for tmp in targets.values():
-            if tmp is not None and tmp.exists():
-                tmp.unlink()
-    return out
+    with publish_dir(out_dir) as tmp:
+        write_bundle_files(model, config, tmp)
+    return Path(out_dir)

@@ -27,7 +27,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ctvl.errors import ConfigError
-from ctvl.train.checkpoint import latest_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+from ctvl.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    recover_checkpoints,
+    save_checkpoint,
+)
 from ctvl.train.config import TrainConfig, accumulation_steps, load_config
 from ctvl.train.distributed import (
     DistContext,
@@ -114,6 +120,7 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     _, accum = accumulation_steps(cfg, ctx.world_size)
     precision, note = resolve_precision(cfg.precision, ctx.device)
     run_dir = cfg.run_dir
+    restored = recover_checkpoints(run_dir) if ctx.is_main else []  # a save killed mid-swap: the old one returns
     found = latest_checkpoint(run_dir) if ctx.is_main else None
     found = broadcast_object(None if found is None else str(found), ctx)
     if found is not None and not resume:
@@ -140,20 +147,21 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     window_steps = 0  # steps timed by this process in the current window
     try:
         with ProgressBar(cfg.steps, start, cfg.run_name, enabled=ctx.is_main) as bar:
-            for msg in filter(None, [note, f"resumed from {ckpt}" if ckpt else None]):
+            notes = [note, *(f"restored {p} (its re-save was interrupted)" for p in restored),
+                     f"resumed from {ckpt}" if ckpt else None]
+            for msg in filter(None, notes):
                 bar.note(msg)
             for step in range(start, cfg.steps):
                 lr = float(parts.optimizer.param_groups[0]["lr"])  # the lr this step uses
-                for key, value in _train_step(task, cfg, parts, precision, batches, step, accum, ctx).items():
-                    window.setdefault(key, []).append(value)
+                values = _train_step(task, cfg, parts, precision, batches, step, accum, ctx)
                 done, window_steps = step + 1, window_steps + 1
+                _check_finite(values, done, run_dir, ctx)  # every step: a diverged model is never checkpointed
+                for key, value in values.items():
+                    window.setdefault(key, []).append(value)
                 if done % cfg.log_every == 0 or done == cfg.steps:
                     now = time.perf_counter()
                     record = _reduce_window(window, ctx)
                     last_loss = record.pop("loss")
-                    if not math.isfinite(last_loss):
-                        raise ConfigError(f"training diverged: loss is {last_loss} at step {done} of run"
-                                          f" {run_dir}; lower lr or set grad_clip")
                     log.write({"step": done, "loss": last_loss, "lr": lr, "seconds": elapsed + now - began,
                                "step_seconds": (now - window_began) / window_steps, "metrics": record})
                     bar.update(done, f"loss {last_loss:.4g}  lr {lr:.3g}")
@@ -327,6 +335,21 @@ def _train_step(
     if parts.ema is not None:
         parts.ema.update(parts.model)
     return sums
+
+
+def _check_finite(values: dict[str, torch.Tensor], step: int, run_dir: Path, ctx: DistContext) -> None:
+    """Stop (on every rank alike) when this step's loss, or an extra module's, is NaN or infinite.
+
+    The losses are averaged over ranks first (a NaN anywhere makes the mean NaN), so all ranks raise
+    together instead of leaving the others waiting in a collective.
+    """
+    keys = [k for k in sorted(values) if k == "loss" or k.endswith("/loss")]
+    means = all_reduce_mean(torch.stack([values[k].float() for k in keys]), ctx).tolist()
+    for key, value in zip(keys, means, strict=True):
+        if not math.isfinite(value):
+            what = "loss" if key == "loss" else f"{key[: -len('/loss')]} loss"
+            raise ConfigError(f"training diverged: {what} is {value} at step {step} of run {run_dir};"
+                              " no checkpoint was written for it; lower lr or set grad_clip")
 
 
 def _reduce_window(window: dict[str, list[torch.Tensor]], ctx: DistContext) -> dict[str, float]:

@@ -119,7 +119,7 @@ def test_init_from_and_frozen_parameters(tmp_path: Path) -> None:
 
 
 def test_diverging_loss_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="training diverged: loss is nan at step 4"):
+    with pytest.raises(ConfigError, match="training diverged: loss is nan at step 3"):
         train(TinyTask(), make_cfg(tmp_path / "nan", steps=6, data={"nan_at_step": 2}))
 
 
