@@ -12,13 +12,13 @@ tokenizer is found at the source recorded in the checkpoint).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ctvl.atomic import publish_dir
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.report.model import ReportModel, ReportModelConfig
@@ -110,7 +110,7 @@ def export_report_bundle(
 
     Args:
         source: run folder (newest checkpoint; EMA weights when kept) or checkpoint folder.
-        out_dir: bundle folder (created; files replaced).
+        out_dir: bundle folder (created; an existing one is replaced whole, atomically).
         card: MODEL_CARD.md text.
         training: facts stored under ``config.json["training"]`` (command, time, metrics).
         half: store floating-point weights as float16 (upcast on load).
@@ -122,7 +122,7 @@ def export_report_bundle(
     Returns:
         The bundle folder.
     """
-    from ctvl.train import load_checkpoint, save_bundle
+    from ctvl.train.checkpoint import load_checkpoint, write_bundle_files
 
     source = Path(source)
     state, config = load_checkpoint(source)
@@ -134,16 +134,14 @@ def export_report_bundle(
         export = {**export, "model": ReportModelConfig.from_dict({**export["model"], **model_overrides}).to_dict()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if export["tokenizer"] is not None:
-        where = Path(tokenizer_source) if tokenizer_source is not None else Path(export["tokenizer"]["source"])
-        copy_tokenizer_bundle(where, out / TOKENIZER_DIR, export["tokenizer"]["id"])
-    elif (out / TOKENIZER_DIR).exists():
-        shutil.rmtree(out / TOKENIZER_DIR)
     info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
             "weights_dtype": "float16" if half else "float32", **(training or {})}
-    save_bundle(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info}, out)
-    if card is not None:
-        (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    return out
+    with publish_dir(out_dir) as tmp:  # the bundle appears whole (weights, config, tokenizer, card) or not at all
+        if export["tokenizer"] is not None:
+            where = Path(tokenizer_source) if tokenizer_source is not None else Path(export["tokenizer"]["source"])
+            copy_tokenizer_bundle(where, tmp / TOKENIZER_DIR, export["tokenizer"]["id"])
+        write_bundle_files(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export,
+                                   "training": info}, tmp)
+        if card is not None:
+            (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    return Path(out_dir)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ctvl.atomic import publish_dir
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import CtvlError, InputError
 from ctvl.synthesis.model import LatentFlowGenerator, SynthesisConfig
@@ -113,7 +114,7 @@ def export_synthesis_bundle(
 
     Args:
         source: run folder (newest checkpoint; EMA weights when kept) or checkpoint folder.
-        out_dir: bundle folder (created; files replaced).
+        out_dir: bundle folder (created; an existing one is replaced whole, atomically).
         card: MODEL_CARD.md text.
         training: facts stored under ``config.json["training"]`` (command, times, metrics).
         half: store floating-point weights as float16 (upcast on load).
@@ -122,22 +123,20 @@ def export_synthesis_bundle(
     Returns:
         The bundle folder.
     """
-    from ctvl.train import load_checkpoint, save_bundle
+    from ctvl.train.checkpoint import load_checkpoint, write_bundle_files
 
     source = Path(source)
     state, config = load_checkpoint(source)
     export = _export_of(config, source)
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     where = Path(tokenizer_source) if tokenizer_source is not None else Path(export["tokenizer"]["source"])
-    copy_tokenizer_bundle(where, out / TOKENIZER_DIR, export["tokenizer"]["id"])
     info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
             "weights_dtype": "float16" if half else "float32", **(training or {})}
-    save_bundle(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info}, out)
-    if card is not None:
-        tmp = out / ".MODEL_CARD.md.tmp"
-        tmp.write_text(card, encoding="utf-8")
-        tmp.replace(out / "MODEL_CARD.md")
-    return out
+    with publish_dir(out_dir) as tmp:  # the bundle appears whole (weights, config, tokenizer, card) or not at all
+        copy_tokenizer_bundle(where, tmp / TOKENIZER_DIR, export["tokenizer"]["id"])
+        write_bundle_files(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export,
+                                   "training": info}, tmp)
+        if card is not None:
+            (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    return Path(out_dir)

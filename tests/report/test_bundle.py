@@ -86,3 +86,25 @@ def test_inference_settings_can_change_at_export_but_not_the_architecture(tmp_pa
         export_report_bundle(art["bundle"], tmp_path / "bad", model_overrides={"conv_width": 4})
     with pytest.raises(ConfigError, match="label_threshold"):
         export_report_bundle(art["bundle"], tmp_path / "bad2", model_overrides={"label_threshold": 1.5})
+
+
+def test_a_failed_export_leaves_the_previous_bundle_whole(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    out = export_report_bundle(shared()["bundle"], tmp_path / "b", card="v1")
+    real = Path.write_text
+
+    def fail_on_card(self, *args, **kwargs):  # tokenizer, weights and config are written, the card fails
+        if self.name == "MODEL_CARD.md":
+            raise OSError("disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fail_on_card)
+    with pytest.raises(OSError, match="disk full"):
+        export_report_bundle(shared()["bundle"], out, card="v2", half=True)
+    monkeypatch.undo()
+    assert (out / "MODEL_CARD.md").read_text() == "v1"
+    assert json.loads((out / "config.json").read_text())["training"]["weights_dtype"] == "float32"
+    assert (out / TOKENIZER_DIR / "weights.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    load_report_model(out)

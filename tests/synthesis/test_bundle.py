@@ -45,3 +45,26 @@ def test_missing_and_wrong_folders_are_one_line_errors(tmp_path: Path, tiny_bund
 def test_default_bundle_location_is_inside_the_package():
     assert DEFAULT_BUNDLE.parent.name == "bundles" and DEFAULT_BUNDLE.name == "synthesis-phantom-cpu"
     assert torch.__version__  # the default bundle itself is tested in test_shipped.py when installed
+
+
+def test_a_failed_export_leaves_the_previous_bundle_whole(tiny_bundle: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    from ctvl.synthesis import export_synthesis_bundle
+
+    tok = tiny_bundle / "tokenizer"
+    out = export_synthesis_bundle(tiny_bundle, tmp_path / "b", card="v1", tokenizer_source=tok)
+    real = Path.write_text
+
+    def fail_on_card(self, *args, **kwargs):  # tokenizer, weights and config are written, the card fails
+        if self.name == "MODEL_CARD.md":
+            raise OSError("disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fail_on_card)
+    with pytest.raises(OSError, match="disk full"):
+        export_synthesis_bundle(tiny_bundle, out, card="v2", half=True, tokenizer_source=tok)
+    monkeypatch.undo()
+    assert (out / "MODEL_CARD.md").read_text() == "v1"
+    assert json.loads((out / "config.json").read_text())["training"]["weights_dtype"] == "float32"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    load_generator(out)

@@ -152,3 +152,26 @@ def test_shipped_bundle_reconstructs_a_held_out_phantom() -> None:
     result = reconstruct(tok, volume)
     assert result.volume.shape == volume.shape and np.array_equal(result.volume.affine, volume.affine)
     assert recon_metrics(result.model_input, result.model_recon)["psnr"] > 25
+
+
+def test_export_bundle_never_appears_partially(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = export_bundle(bundle, tmp_path / "out", card="v1")
+    real = Path.write_text
+
+    def fail_on_card(self: Path, *args, **kwargs):  # weights and config are written, the card fails
+        if self.name == "MODEL_CARD.md":
+            raise OSError("disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fail_on_card)
+    with pytest.raises(OSError, match="disk full"):
+        export_bundle(bundle, out, card="v2", half=False)
+    monkeypatch.undo()
+    assert (out / "MODEL_CARD.md").read_text() == "v1"  # the previous bundle, whole
+    assert json.loads((out / "config.json").read_text())["training"]["weights_dtype"] == "float16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left beside it
+    load_tokenizer(out)
+    monkeypatch.setattr(Path, "write_text", fail_on_card)
+    with pytest.raises(OSError, match="disk full"):
+        export_bundle(bundle, tmp_path / "fresh", card="v2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # a new bundle is not there at all

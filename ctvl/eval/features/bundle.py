@@ -3,18 +3,15 @@
 A bundle folder holds ``weights.safetensors`` (both nets, keys prefixed ``ctnet3d.`` / ``slicenet2d.``;
 float16 when float32 would exceed 1 MB), ``config.json`` (format, both net configs, the 18 label names,
 thresholds, ``preprocessing`` = ``PreprocessSpec.to_dict()``, training facts, held-out F1) and whatever
-extra files the writer adds (model card, plots). :func:`save_feature_nets` writes it into a hidden temporary
-folder beside the target and moves it into place with :func:`os.replace`, so a reader sees the old bundle
-or the new one, never a mixture. The default bundle ``ctvl/bundles/featurenets-phantom-cpu`` is trained by
+extra files the writer adds (model card, plots). :func:`save_feature_nets` publishes it with
+:func:`ctvl.atomic.publish_dir` (built in a hidden folder beside the target, then swapped in), so a reader
+sees the old bundle or the new one, never a mixture. The default bundle ``ctvl/bundles/featurenets-phantom-cpu`` is trained by
 ``pipelines/train_feature_nets.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ctvl.atomic import publish_dir
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
@@ -83,7 +81,7 @@ def save_feature_nets(
     heldout: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, str | bytes] | None = None,
 ) -> Path:
-    """Write a feature-network bundle atomically (temporary folder, then :func:`os.replace`).
+    """Write a feature-network bundle atomically (:func:`ctvl.atomic.publish_dir`).
 
     Args:
         out_dir: the bundle folder (its parent is created; an existing bundle there is replaced).
@@ -97,10 +95,9 @@ def save_feature_nets(
     Returns:
         The bundle folder.
     """
-    from ctvl.train.checkpoint import save_bundle
+    from ctvl.train.checkpoint import write_bundle_files
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
     state, dtype = _state(ctnet3d, slicenet2d)
     config = {
         "format": FORMAT,
@@ -113,24 +110,12 @@ def save_feature_nets(
         "training": dict(training or {}),
         "heldout": dict(heldout or {}),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-    try:
-        save_bundle(state, config, tmp)
+    with publish_dir(out) as tmp:
+        write_bundle_files(state, config, tmp)
         for name, content in (extra_files or {}).items():
             if Path(name).name != name:
                 raise ValueError(f"extra file names must be plain names, got {name!r}")
             (tmp / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            trash = out.with_name(f".trash-{out.name}-{os.getpid()}")
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctvl.atomic import publish_dir
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 from ctvl.eval.labeler.core import Mention, ReportLabeler
@@ -213,7 +214,8 @@ def save_weights(model: LearnedLabeler, out_dir: str | Path, *, licence: str) ->
 
     Args:
         model: a trained :class:`LearnedLabeler`.
-        out_dir: a folder outside the ctvl package and its source checkout.
+        out_dir: a folder outside the ctvl package and its source checkout (published whole, atomically;
+            an existing folder there is replaced).
         licence: the licence of the training reports (written to ``LICENSE.txt`` and ``meta.json``).
 
     Returns:
@@ -222,15 +224,15 @@ def save_weights(model: LearnedLabeler, out_dir: str | Path, *, licence: str) ->
     out = Path(out_dir)
     if _inside_ctvl_tree(out):
         raise InputError(f"{out}: weights trained on licensed reports must be stored outside the ctvl package/repo")
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "weights.npz", coef=model.coef, intercept=model.intercept)
     meta = {"format": FORMAT, "labels": list(model.labels), "mode": model.mode, "band": list(model.band),
             "licence": licence, **model.meta}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    (out / "LICENSE.txt").write_text(
-        f"These weights were trained on report texts and labels licensed as: {licence}\n"
-        "They are a derivative of that data and carry its terms; they are not part of ctvl (Apache-2.0).\n",
-        encoding="utf-8")
+    with publish_dir(out) as tmp:  # weights, settings and licence appear together or not at all
+        np.savez(tmp / "weights.npz", coef=model.coef, intercept=model.intercept)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / "LICENSE.txt").write_text(
+            f"These weights were trained on report texts and labels licensed as: {licence}\n"
+            "They are a derivative of that data and carry its terms; they are not part of ctvl (Apache-2.0).\n",
+            encoding="utf-8")
     return out / "weights.npz"
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ctvl.atomic import is_temporary, publish_dir
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.tokenizers.causal3d.model import Causal3DConfig, Causal3DTokenizer
@@ -150,7 +151,8 @@ def export_bundle(
 
     Args:
         source: run folder (newest checkpoint) or checkpoint folder of a tokenizer training.
-        out_dir: bundle folder (created; existing files replaced atomically).
+        out_dir: bundle folder (created; an existing one is replaced whole, atomically: see
+            :func:`ctvl.atomic.publish_dir`).
         card: MODEL_CARD.md text to write beside the weights.
         half: store floating-point weights as float16 (half the size; upcast on load).
         training: facts for ``config.json["training"]`` (command, times, metrics).
@@ -158,7 +160,16 @@ def export_bundle(
     Returns:
         The bundle folder.
     """
-    from ctvl.train import load_checkpoint, save_bundle
+    with publish_dir(out_dir) as tmp:
+        _write_export(source, tmp, card, half, training)
+    return Path(out_dir)
+
+
+def _write_export(
+    source: str | Path, folder: Path, card: str | None, half: bool, training: dict[str, Any] | None
+) -> None:
+    """The files of :func:`export_bundle`, written into ``folder`` (a folder being published)."""
+    from ctvl.train.checkpoint import load_checkpoint, write_bundle_files
 
     state, config = load_checkpoint(source)
     export = _export_of(config, Path(source))
@@ -166,11 +177,10 @@ def export_bundle(
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
             "weights_dtype": "float16" if half else "float32", **(training or {})}
-    out = save_bundle(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info},
-                      out_dir)
+    write_bundle_files(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info},
+                       folder)
     if card is not None:
-        (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    return out
+        (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
 
 
 def tokenizer_identity(tok: LoadedTokenizer) -> dict[str, Any]:
@@ -220,22 +230,21 @@ def load_embedded_tokenizer(
 def copy_tokenizer_bundle(source: Path, dest: Path, expected_id: str) -> None:
     """Put the tokenizer a model was trained with into ``dest`` (a bundle copy keeps its id).
 
+    ``dest`` is published whole (:func:`ctvl.atomic.publish_dir`) and only once its id is checked.
+
     Raises:
         InputError: the tokenizer at ``source`` is no longer the one with ``expected_id``.
     """
     import shutil
 
-    if dest.exists():
-        shutil.rmtree(dest)
-    if (source / "weights.safetensors").is_file() and (source / "config.json").is_file():
-        dest.mkdir(parents=True)
-        for f in source.iterdir():
-            if f.is_file():
-                shutil.copy2(f, dest / f.name)
-    else:  # a run folder or checkpoint: full precision, so the digest is unchanged
-        export_bundle(source, dest, half=False)
-    got = load_tokenizer(dest).tokenizer_id
-    if got != expected_id:
-        shutil.rmtree(dest)
-        raise InputError(f"the tokenizer at {source} is no longer the one the model was trained with "
-                         f"(id {got}, expected {expected_id})", path=source)
+    with publish_dir(dest) as tmp:
+        if (source / "weights.safetensors").is_file() and (source / "config.json").is_file():
+            for f in source.iterdir():
+                if f.is_file() and not is_temporary(f.name):
+                    shutil.copy2(f, tmp / f.name)
+        else:  # a run folder or checkpoint: full precision, so the digest is unchanged
+            _write_export(source, tmp, None, False, None)
+        got = load_tokenizer(tmp).tokenizer_id
+        if got != expected_id:
+            raise InputError(f"the tokenizer at {source} is no longer the one the model was trained with "
+                             f"(id {got}, expected {expected_id})", path=source)

@@ -1,5 +1,6 @@
 """The learned layer: trains on rule candidates, explains its decisions, keeps weights out of the package."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,24 @@ def test_weights_round_trip_outside_the_package_only(tmp_path: Path) -> None:
         save_weights(model, Path(ctvl.__file__).parent / "weights", licence="x")
     with pytest.raises(InputError, match="not a learned labeler folder"):
         load_weights(tmp_path)
+
+
+def test_a_failed_save_leaves_the_previous_weights_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts, truth = _data()
+    model = LearnedLabeler.fit(texts, truth, encoder=WordEncoder())
+    save_weights(model, tmp_path / "w", licence="old licence")
+    real = Path.write_text
+
+    def fail_on_licence(self: Path, *args, **kwargs):  # weights and meta are written, the licence fails
+        if self.name == "LICENSE.txt":
+            raise OSError("disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fail_on_licence)
+    with pytest.raises(OSError, match="disk full"):
+        save_weights(model, tmp_path / "w", licence="new licence")
+    monkeypatch.undo()
+    assert "old licence" in (tmp_path / "w" / "LICENSE.txt").read_text()
+    assert json.loads((tmp_path / "w" / "meta.json").read_text())["licence"] == "old licence"
+    load_weights(tmp_path / "w", encoder=WordEncoder())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
