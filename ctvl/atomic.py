@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = [
-    "atomic_file", "fsync_dir", "is_temporary", "publish_dir", "recover", "remove_dir",
+    "atomic_file", "fsync_dir", "is_temporary", "publish_dir", "recover", "remove_dir", "replace_dir",
     "write_bytes", "write_json", "write_text",
 ]
 
@@ -76,11 +76,12 @@ def _umask() -> int:
     return mask
 
 
-def _finish_file(path: Path) -> None:
+def _finish_file(path: Path, fsync: bool = True) -> None:
     """Normal permissions (some writers create private files) and fsync."""
     os.chmod(path, 0o666 & ~_umask())
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
+    if fsync:
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
 
 
 def _remove(path: Path) -> None:
@@ -91,13 +92,15 @@ def _remove(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_file(path: str | Path, suffix: str | None = None, *, fsync: bool = True) -> Iterator[Path]:
     """Write a file through a temporary path: the target changes only if the block succeeds.
 
     Args:
         path: the file to (re)place; its folder is created.
         suffix: ending of the temporary name (default: the target's own, e.g. ``.nii.gz``), for
             writers that pick a format from the file name (nibabel, matplotlib, numpy).
+        fsync: flush to disk before the rename (default). False only for data that can be recomputed
+            (caches): the rename stays atomic for other processes, but a power cut may leave a torn file.
 
     Yields:
         An empty, unique temporary file in the same folder (normal permissions); write to it by name.
@@ -115,12 +118,13 @@ def atomic_file(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             continue
     try:
         yield tmp
-        _finish_file(tmp)
+        _finish_file(tmp, fsync)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if fsync:
+        fsync_dir(path.parent)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -212,6 +216,17 @@ def _sync_tree(root: Path) -> None:
         fsync_dir(folder)
 
 
+def replace_dir(src: str | Path, target: str | Path) -> None:
+    """Move a finished folder ``src`` (same filesystem) to ``target``, replacing what is there.
+
+    Its files are fsynced first; an existing ``target`` is renamed aside, ``src`` renamed in, then the
+    aside deleted (on a failed rename the old folder is put back). :func:`publish_dir` ends with it.
+    """
+    src, target = Path(src), Path(target)
+    _sync_tree(src)
+    _swap_in(src, target)
+
+
 def _swap_in(tmp: Path, target: Path) -> None:
     parent = target.parent
     if not os.path.lexists(target):
@@ -253,8 +268,7 @@ def publish_dir(target: str | Path) -> Iterator[Path]:
             continue
     try:
         yield tmp
-        _sync_tree(tmp)
-        _swap_in(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

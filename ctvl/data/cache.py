@@ -11,8 +11,6 @@ readers (other DataLoader workers, other processes) see a whole file or none.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ctvl.atomic import atomic_file
 from ctvl.errors import InputError
 
 
@@ -81,15 +80,9 @@ class TensorCache:
         """Write ``tensors`` (and string ``metadata``) under ``key`` atomically; returns the file."""
         path = self.path_for(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".tmp", prefix=".", dir=path.parent)
-        os.close(fd)
-        try:
-            data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-            save_file(data, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        with atomic_file(path, fsync=False) as tmp:  # recomputable: a torn file is dropped on read
+            save_file(data, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
         return path
 
     def get_or_create(

@@ -18,12 +18,12 @@ calls :func:`evaluate_reports` directly with the reports it generated.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ctvl.atomic import atomic_file, write_json, write_text
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 from ctvl.eval.clinical import clinical_metrics
@@ -66,7 +66,7 @@ def _per_label_rows(clinical: dict) -> list[list]:
 
 
 def _write_per_label_csv(path: Path, clinical: dict) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["label", "precision", "recall", "f1", "support", "predicted", "tp", "fp", "fn"])
         for row in _per_label_rows(clinical):
@@ -96,7 +96,8 @@ def _write_chart(path: Path, clinical: dict, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 
@@ -144,7 +145,7 @@ def _write_summary(path: Path, metrics: dict) -> None:
     for row in _per_label_rows(c):
         lines.append(f"| {row[0]} | {row[1]:.3f} | {row[2]:.3f} | {row[3]:.3f} | {row[4]} | {row[5]} |")
     lines += ["", "![per-label F1](per_label_f1.png)", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text(path, "\n".join(lines))
 
 
 def evaluate_reports(
@@ -211,7 +212,7 @@ def evaluate_reports(
         say("writing outputs")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_json(out / "metrics.json", metrics)
         _write_per_label_csv(out / "per_label.csv", clinical)
         write_labels(out / "pred_labels.csv", list(ids), pred_labels, id_column=inputs.get("id_column", "VolumeName"))
         _write_chart(out / "per_label_f1.png", clinical, f"Per-label F1, {n} reports (truth: {truth_source})")

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ctvl.atomic import atomic_file, write_json
 from ctvl.errors import CtvlError, InputError
 
 PRED_DIR = "predictions"
@@ -147,12 +148,10 @@ def _generate_shard(records: Sequence[Any], generator: Any, writer: _Writer, bat
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _merge_and_evaluate(
@@ -185,7 +184,7 @@ def _merge_and_evaluate(
     seconds = [p["seconds"] for p in preds if p.get("seconds") is not None]
     run = {**info, "scans": len(records), "reports": len(ok), "errors": len(failed), "truncated": truncated,
            "seconds_per_report": float(np.mean(seconds)) if seconds else None}
-    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "run.json", run)
     return len(failed), len(ok), metrics
 
 

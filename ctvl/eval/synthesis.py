@@ -23,7 +23,6 @@ Writes ``metrics.json``, ``summary.md``, ``grid.png`` and ``prompts_labels.csv``
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctvl.atomic import atomic_file, write_json, write_text
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 
@@ -132,16 +132,9 @@ def _grid(path: Path, prompts: list[str], generated: torch.Tensor, prompt_labels
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    tmp.replace(path)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def evaluate_synthesis(
@@ -261,14 +254,13 @@ def evaluate_synthesis(
     metrics["targets"] = targets(metrics)
     metrics["seconds"] = round(time.perf_counter() - began, 1)
     _grid(out / "grid.png", all_prompts, generated, rep_labels, evalset)
-    with (out / ".prompts_labels.csv.tmp").open("w", newline="", encoding="utf-8") as f:
+    with atomic_file(out / "prompts_labels.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["id", "prompt", *(f"prompt:{n}" for n in CTRATE_LABELS), *(f"classifier:{n}" for n in CTRATE_LABELS)])
         for k, (i, p) in enumerate(zip([i for i in ids for _ in range(n_per_prompt)], all_prompts)):
             w.writerow([i, p, *rep_labels[k].tolist(), *gen_pred[k].tolist()])
-    (out / ".prompts_labels.csv.tmp").replace(out / "prompts_labels.csv")
-    _write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    _write(out / "summary.md", summary_markdown(metrics))
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "summary.md", summary_markdown(metrics))
     return metrics
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ctvl.atomic import atomic_file
 from ctvl.errors import InputError
 from ctvl.io.checks import Issue, IssueLog, check_voxels, decide_metadata_rescale
 from ctvl.io.volume import Volume, VolumeMeta
@@ -237,12 +237,6 @@ def write_nifti(volume: Volume, path: str | Path, dtype: str = "float32", descri
     if description:
         img.header["descrip"] = description.encode("ascii", "replace")[:79]
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path, suffix=suffix) as tmp:  # nibabel picks the format from the suffix
+        nib.save(img, str(tmp))
     return path

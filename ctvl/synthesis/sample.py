@@ -13,7 +13,6 @@ prompt's findings; without it the "no finding recognised" check is skipped.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ctvl.atomic import write_json
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 from ctvl.io.volume import Volume, VolumeMeta
@@ -235,7 +235,5 @@ def write_result(result: SynthesisResult, out: str | Path) -> list[Path]:
         text = f"ctvl synthesize seed={recipe['seed']} steps={result.steps} g={result.guidance}: {result.prompt}"
         write_nifti(result.volumes[k], path, dtype="int16", description=text)
         sidecar = path.with_name(path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem)
-        tmp = sidecar.with_name(f".{sidecar.name}.json.tmp")
-        tmp.write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(sidecar.with_name(sidecar.name + ".json"))
+        write_json(sidecar.with_name(sidecar.name + ".json"), recipe)
     return paths

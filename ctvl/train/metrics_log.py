@@ -14,7 +14,6 @@ the un-checkpointed steps) are dropped so that every step appears once.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from ctvl.atomic import write_text
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -59,9 +60,7 @@ class MetricsLog:
         kept: list[dict[str, Any]] = []
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= resume_step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))  # atomic: a crash keeps the old log
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict[str, Any]) -> None:

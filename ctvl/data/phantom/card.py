@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ctvl.atomic import write_text
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.data.phantom.prevalence import TARGET_PREVALENCE
 
@@ -83,8 +83,4 @@ def card_text(root: str | Path) -> str:
 
 def write_card(root: str | Path) -> Path:
     """Write ``root/DATA_CARD.md`` atomically and return its path."""
-    root = Path(root)
-    tmp = root / ".DATA_CARD.md.tmp"
-    tmp.write_text(card_text(root), encoding="utf-8")
-    os.replace(tmp, root / "DATA_CARD.md")
-    return root / "DATA_CARD.md"
+    return write_text(Path(root) / "DATA_CARD.md", card_text(root))

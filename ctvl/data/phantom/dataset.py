@@ -17,7 +17,6 @@ complete, and an older dataset in the same folder is replaced in one step.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctvl.atomic import atomic_file, replace_dir, write_json
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import ConfigError, InputError
 
@@ -229,9 +229,7 @@ def write_dataset(
         "seconds": round(time.time() - started, 1),
         "complete": True,
     }
-    tmp = out / f".phantom_{split}.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / f"phantom_{split}.json")
+    write_json(out / f"phantom_{split}.json", manifest)  # last: the manifest says the split is complete
     from ctvl.data.phantom.card import write_card
 
     write_card(out)
@@ -244,10 +242,7 @@ def _commit(out: Path, staging: Path, split: str) -> None:
     names = [f"{split}_reports.csv", f"{split}_labels.csv", f"{split}_metadata.csv"]
     for name in names:
         (out / name).unlink(missing_ok=True)
-    if (out / split).exists():
-        old = out / f".old-{split}-{os.getpid()}"
-        os.replace(out / split, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(staging / split, out / split)
+    replace_dir(staging / split, out / split)  # fsynced; the old folder goes only once the new one is in
     for name in names:
-        os.replace(staging / name, out / name)
+        with atomic_file(out / name) as tmp:
+            os.replace(staging / name, tmp)  # fsynced, then renamed over the old CSV

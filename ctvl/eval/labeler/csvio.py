@@ -13,15 +13,14 @@ A text column option may name several columns separated by commas; they are join
 from __future__ import annotations
 
 import csv
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ctvl.atomic import atomic_file
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 
@@ -196,15 +195,9 @@ def write_labels(path: str | Path, ids: Sequence[str], labels: np.ndarray, id_co
     if labels.shape != (len(ids), len(CTRATE_LABELS)):
         raise InputError(f"labels must have shape ({len(ids)}, {len(CTRATE_LABELS)}), got {labels.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow([id_column, *CTRATE_LABELS])
-            for rid, row in zip(ids, labels):
-                writer.writerow([rid, *(int(v) for v in row)])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([id_column, *CTRATE_LABELS])
+        for rid, row in zip(ids, labels):
+            writer.writerow([rid, *(int(v) for v in row)])
     return path

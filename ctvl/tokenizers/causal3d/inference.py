@@ -164,10 +164,9 @@ def reconstruct_tokens(tok: LoadedTokenizer, encoded: EncodedScan) -> Volume:
 
 def save_tokens(encoded: EncodedScan, path: str | Path) -> Path:
     """Write a token file (safetensors; see the module docstring) atomically."""
-    import os
-    import tempfile
-
     from safetensors.torch import save_file
+
+    from ctvl.atomic import atomic_file
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -181,14 +180,8 @@ def save_tokens(encoded: EncodedScan, path: str | Path) -> Path:
         "tokenizer": json.dumps(encoded.tokenizer),
     }
     tensors = {"indices": encoded.indices.contiguous(), "codes": encoded.codes.contiguous()}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
