@@ -82,6 +82,7 @@ def score(nets, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ctvl.atomic import write_json
     from ctvl.eval.features import FeatureNets, fd_3d, fid_2p5d, save_feature_nets, train_classifier, train_slice_net
     from ctvl.tokenizers.causal3d.bundle import load_tokenizer
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results = {"training": training, "heldout": heldout, "thresholds": [float(t) for t in ct.thresholds]}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out / "results.json", results)
     extra = {"MODEL_CARD.md": model_card(results, ct.net.config, sl.net.config), "per_label_f1.png": per_label_png(heldout)}
     kwargs = dict(ctnet3d=ct.net, slicenet2d=sl.net, thresholds=ct.thresholds, spec=tok.spec, training=training,
                   heldout=heldout, extra_files=extra)

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ctvl.bench.synthesis import run_synthesis_bench
     from ctvl.eval.synthesis import evaluate_synthesis
+    from ctvl.atomic import write_json
     from ctvl.synthesis import export_synthesis_bundle
     from synthesis_card import card_text
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate_synthesis(prompts, args.out / "eval", real=args.data, reference=args.data_b, train=args.data,
                                  generator=bundle, features=args.features, cache_dir=args.out / "cache" / "voxels")
     bench = run_synthesis_bench(model=bundle, steps=25, repeats=3, threads=args.threads)
-    (args.out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
+    write_json(args.out / "bench.json", bench)
     facts = {
         "training": training, "data": rel(args.data), "features": rel(Path(metrics["feature_nets"])),
         "n_train": args.n_train, "n_valid": args.n_valid, "n_prompts": n_prompts,
@@ -147,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                             card=card_text(metrics, bench, facts))
     shutil.copy2(args.out / "eval" / "grid.png", args.out / "bundle" / "grid.png")
     if not (args.quick or args.no_install):
-        if BUNDLE_DIR.exists():
-            shutil.rmtree(BUNDLE_DIR)
-        shutil.copytree(args.out / "bundle", BUNDLE_DIR)
+        from ctvl.atomic import publish_dir
+
+        with publish_dir(BUNDLE_DIR) as tmp:  # the shipped bundle is replaced whole or not at all
+            shutil.copytree(args.out / "bundle", tmp, dirs_exist_ok=True)
         print(f"installed {BUNDLE_DIR}")
     print(json.dumps({"fid_2p5d": metrics["fid_2p5d"], "fd_3d": metrics["fd_3d"], "targets": metrics["targets"],
                       "bench_median_s": bench["volume_seconds"]["median"]}, indent=2))

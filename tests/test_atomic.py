@@ -182,3 +182,20 @@ def test_remove_dir(tmp_path: Path) -> None:
     (tmp_path / "old" / "sub").mkdir(parents=True)
     remove_dir(tmp_path / "old")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replace_dir_moves_a_finished_folder_over_the_old_one(tmp_path: Path) -> None:
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "a").write_text("old")
+    staged = tmp_path / ".staging" / "split"
+    staged.mkdir(parents=True)
+    (staged / "b").write_text("new")
+    atomic.replace_dir(staged, tmp_path / "split")
+    assert [p.name for p in (tmp_path / "split").iterdir()] == ["b"] and not staged.exists()
+    assert hidden(tmp_path) == [".staging"]
+
+
+def test_unsynced_file_write_is_still_atomic(tmp_path: Path) -> None:
+    with atomic_file(tmp_path / "cache.bin", fsync=False) as tmp:
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "cache.bin").read_bytes() == b"x" and hidden(tmp_path) == []

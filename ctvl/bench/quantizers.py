@@ -13,7 +13,6 @@ HU are clipped to [-1000, 1000] and divided by 1000 (range 2 for PSNR).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctvl.atomic import write_json
 from ctvl.tokenizers.quantizers import Quantizer, build_quantizer
 
 #: method → (build_quantizer kind, kwargs); all ~10 bits per latent position (msrvq: 8 bits × 1.3
@@ -294,7 +294,7 @@ def write_outputs(rows: list[dict[str, Any]], cfg: BenchConfig, out_dir: Path, s
 
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"config": asdict(cfg), "data": source, "results": rows}
-    (out_dir / "quantizers.json").write_text(json.dumps(payload, indent=2))
+    write_json(out_dir / "quantizers.json", payload)
     qrows = [r for r in rows if r["kind"] == "quantizer"]
     methods = list(dict.fromkeys(r["method"] for r in qrows))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
