@@ -237,7 +237,7 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
            "on the *training* scans (`ctvl.report.calibrate`; held-out scans never used). The visual tokens stay "
            "in the prompt for what the labels do not say (sides, sizes, severity)."] if mc.get("label_prompt") else []),
         "",
-        "**Use:** `ctvl report SCAN [--json]` (NIfTI or DICOM). Trained on procedural phantoms only: it is a",
+        "**Use:** `ctvl report SCAN [--json]` (NIfTI, NRRD, MetaImage or DICOM). Trained on procedural phantoms only: it is a",
         "working demonstration of the pipeline, not a clinical model; on real CT it will write phantom-style reports.",
         "",
         "## Preprocessing (stored in the bundle, enforced at inference)",

@@ -13,7 +13,7 @@ _MODEL_HELP = "Report bundle or training run folder (default: the phantom-cpu re
 
 
 def report_cmd(
-    scan: str = typer.Argument(..., metavar="SCAN", help="NIfTI file, DICOM folder, .zip of DICOM, or .dcm."),
+    scan: str = typer.Argument(..., metavar="SCAN", help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm."),
     model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help='Print {"report", "labels", "warnings"} as JSON.'),
     beams: Optional[int] = typer.Option(None, "--beams", help="Beam search width (1 = greedy; default: the model's)."),

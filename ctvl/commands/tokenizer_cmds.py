@@ -41,7 +41,7 @@ def _read_scan(path: str, series: Optional[str]):
 
 
 def encode_cmd(
-    scan: str = typer.Argument(..., metavar="SCAN", help="NIfTI file, DICOM folder, .zip of DICOM, or .dcm."),
+    scan: str = typer.Argument(..., metavar="SCAN", help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm."),
     output: Path = typer.Option(..., "-o", "--output", help="Token file to write (.safetensors)."),
     model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
     series: Optional[str] = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),

@@ -1,4 +1,4 @@
-"""ctvl.io: read CT volumes (NIfTI, DICOM folder / .zip / .dcm) in HU and write NIfTI.
+"""ctvl.io: read CT volumes (NIfTI, NRRD, MetaImage, DICOM folder / .zip / .dcm) in HU and write NIfTI.
 
 >>> from ctvl.io import read_volume, info   # doctest: +SKIP
 >>> vol = read_volume("scan.nii.gz")        # Volume: data (I, J, K) float32 HU, RAS+ affine, meta

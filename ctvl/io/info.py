@@ -24,7 +24,7 @@ def info(
     Unreadable, unsafe, 4D or oversized inputs still raise :class:`~ctvl.errors.InputError`.
 
     Args:
-        path: NIfTI file, DICOM folder, .zip, or single .dcm.
+        path: NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip, or single .dcm.
         series: which series of a multi-series folder (1-based number or SeriesInstanceUID).
         metadata: optional CT-RATE metadata row (RescaleSlope, RescaleIntercept).
         max_voxels: refuse grids larger than this.
@@ -32,7 +32,7 @@ def info(
         dict with ``shape`` ([I, J, K] stored voxel grid), ``spacing`` (mm along I, J, K),
         ``orientation`` (axis codes, e.g. "LPS"), ``hu_range`` ([min, max] after rescale),
         ``modality`` ("CT", "MR" or "unknown"), ``warnings`` (list of str), plus ``path``,
-        ``format`` ("nifti"/"dicom"), ``manufacturer`` and ``rescale`` (slope, intercept, source).
+        ``format`` ("nifti"/"nrrd"/"metaimage"/"dicom"), ``manufacturer`` and ``rescale`` (slope, intercept, source).
     """
     volume = read_volume(path, series=series, metadata=metadata, max_voxels=max_voxels, strict=False, resample=False)
     meta = volume.meta

@@ -1,8 +1,10 @@
 """``read_volume``: one entry point for every CT input ctvl accepts.
 
-Dispatch: a folder is a DICOM series (searched recursively), ``.nii``/``.nii.gz`` is NIfTI, a
-``.zip`` is extracted safely (:mod:`ctvl.io.archive`) and read as a folder, any other file with
-the DICOM magic (or a ``.dcm``/``.ima`` name) is a single DICOM slice. After reading, the same
+Dispatch: a folder is a DICOM series (searched recursively), ``.nii``/``.nii.gz`` is NIfTI,
+``.nrrd``/``.nhdr`` (NRRD) and ``.mha``/``.mhd`` (MetaImage) are read with SimpleITK
+(:mod:`ctvl.io.itk`), a ``.zip`` is extracted safely (:mod:`ctvl.io.archive`) and read as a folder
+(or as the one NIfTI/NRRD/MetaImage file it holds), any other file with the DICOM magic (or a
+``.dcm``/``.ima`` name) is a single DICOM slice. After reading, the same
 checks run for every format (:mod:`ctvl.io.checks`): HU plausibility, double rescaling, copied
 slices.
 
@@ -31,6 +33,7 @@ from ctvl.io.archive import extract_zip
 from ctvl.io.checks import Issue, IssueLog, check_hu, duplicate_slices, parse_metadata_row
 from ctvl.io.dicom import read_dicom
 from ctvl.io.geometry import describe_positions
+from ctvl.io.itk import ITK_SUFFIXES, read_itk
 from ctvl.io.nifti import read_nifti
 from ctvl.io.volume import Volume
 
@@ -38,10 +41,12 @@ DEFAULT_MAX_VOXELS = 2**31  # 8 GiB as float32; CT-RATE's largest (1024 x 1024 x
 ARCHIVE_SLACK_BYTES = 64 << 20  # DICOM headers on top of 4 bytes per voxel
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES  # one file, one volume
+DETACHED_DATA_SUFFIXES = (".raw", ".zraw", ".raw.gz")  # what .mhd/.nhdr headers point to
 
 
 def detect_format(path: Path) -> str:
-    """"dicom-folder", "nifti", "zip" or "dicom-file" for ``path``.
+    """"dicom-folder", "nifti", "itk" (NRRD/MetaImage), "zip" or "dicom-file" for ``path``.
 
     Raises:
         InputError: a file of any other kind.
@@ -51,6 +56,8 @@ def detect_format(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
+    if name.endswith(ITK_SUFFIXES):
+        return "itk"
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
@@ -60,8 +67,13 @@ def detect_format(path: Path) -> str:
         return "dicom-file"
     if name.endswith(".zip") or head[:4] == b"PK\x03\x04":
         return "zip"
+    if name.endswith(DETACHED_DATA_SUFFIXES):
+        raise InputError("this looks like the data file of a MetaImage/NRRD image: pass its .mhd or .nhdr header "
+                         "(kept in the same folder)", path=path)
     raise InputError(
-        "unsupported file type: pass a .nii/.nii.gz file, a DICOM folder, a .zip of one, or a single .dcm", path=path
+        "unsupported file type: pass a .nii/.nii.gz, .nrrd/.nhdr or .mha/.mhd file, a DICOM folder, a .zip of one, "
+        "or a single .dcm",
+        path=path,
     )
 
 
@@ -75,15 +87,15 @@ def read_volume(
     strict: bool = True,
     resample: bool = True,
 ) -> Volume:
-    """Read a CT volume in HU from NIfTI, a DICOM folder, a .zip of DICOM, or a single .dcm.
+    """Read a CT volume in HU from NIfTI, NRRD, MetaImage, a DICOM folder, a .zip of DICOM, or a single .dcm.
 
     Args:
-        path: the file or folder.
+        path: the file or folder (.nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd, DICOM folder, .zip, .dcm).
         max_voxels: refuse grids larger than this (checked from the header before reading data;
             reading needs about 3 x 4 bytes per voxel at peak).
         metadata: a CT-RATE metadata CSV row (``RescaleSlope``, ``RescaleIntercept``); used only
-            when the header has no scaling, and skipped (with a warning) when the stored values
-            are already HU, so data is never rescaled twice.
+            when the header has no scaling (NRRD and MetaImage never have one), and skipped (with a
+            warning) when the stored values are already HU, so data is never rescaled twice.
         series: for a folder holding several series, which one (1-based number as listed in the
             error, or the SeriesInstanceUID).
         rescale: "header" (apply the header's slope/intercept exactly once) or "none" (stored
@@ -109,6 +121,8 @@ def read_volume(
     kind = detect_format(path)
     if kind == "nifti":
         volume = read_nifti(path, log=log, max_voxels=max_voxels, metadata=row, rescale=rescale)
+    elif kind == "itk":
+        volume = read_itk(path, log=log, max_voxels=max_voxels, metadata=row, rescale=rescale)
     elif kind == "zip":
         volume = _read_zip(path, log, max_voxels, row, series, rescale, resample)
     else:
@@ -133,14 +147,15 @@ def _read_zip(
         root = Path(tmp)
         try:
             files = extract_zip(path, root, max_bytes=4 * max_voxels + ARCHIVE_SLACK_BYTES)
-            niftis = [f for f in files if f.name.lower().endswith(NIFTI_SUFFIXES)]
-            if len(niftis) > 1:
-                names = ", ".join(str(f.relative_to(root)) for f in niftis[:8])
+            images = [f for f in files if f.name.lower().endswith(VOLUME_SUFFIXES)]
+            if len(images) > 1:
+                names = ", ".join(str(f.relative_to(root)) for f in images[:8])
                 raise InputError(
-                    f"the archive holds {len(niftis)} NIfTI files ({names}); extract and pass one", path=path
+                    f"the archive holds {len(images)} image files ({names}); extract and pass one", path=path
                 )
-            if niftis:
-                return read_nifti(niftis[0], log=log, max_voxels=max_voxels, metadata=row, rescale=rescale)
+            if images:
+                reader = read_nifti if images[0].name.lower().endswith(NIFTI_SUFFIXES) else read_itk
+                return reader(images[0], log=log, max_voxels=max_voxels, metadata=row, rescale=rescale)
             return read_dicom(root, log=log, max_voxels=max_voxels, metadata=row, series=series, rescale=rescale,
                               resample=resample)
         except InputError as exc:

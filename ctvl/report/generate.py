@@ -80,7 +80,7 @@ def _threads_for(model: Any) -> Iterator[None]:
 
 
 def read_scan(path: str | Path, series: str | None = None) -> Volume:
-    """Read a NIfTI file, DICOM folder, .zip of DICOM or single .dcm (in HU)."""
+    """Read a NIfTI, NRRD or MetaImage file, DICOM folder, .zip or single .dcm (in HU)."""
     from ctvl.io import read_volume
 
     return read_volume(path, series=series)
@@ -205,7 +205,7 @@ def generate_report(
     """Write a report for one scan.
 
     Args:
-        path_or_volume: NIfTI file, DICOM folder / .zip / .dcm, or a :class:`Volume` in HU.
+        path_or_volume: NIfTI / NRRD / MetaImage file, DICOM folder / .zip / .dcm, or a :class:`Volume` in HU.
         bundle: report bundle / run folder, a loaded model, or None for the bundle shipped with ctvl.
         num_beams: 1 = greedy (default: the model's config), > 1 = beam search.
         max_new_tokens: length limit in tokens (default: the model's config).

@@ -1,7 +1,7 @@
 """ctvl.viewer: the Gradio viewer (``ctvl app``) and the pure functions behind it.
 
 * :mod:`ctvl.viewer.planes` — canonical orientation, plane extraction, windowing, aspect-correct images;
-* :mod:`ctvl.viewer.upload` — uploads (NIfTI, DICOM .zip, several .dcm) → volume + header info;
+* :mod:`ctvl.viewer.upload` — uploads (NIfTI, NRRD, MetaImage, DICOM .zip, several .dcm) → volume + header info;
 * :mod:`ctvl.viewer.report_hook` — the seam a report model plugs into (``report_fn``);
 * :mod:`ctvl.viewer.evaluate` — the Evaluate tab's call to :mod:`ctvl.eval.reports`;
 * :mod:`ctvl.viewer.synthesize` — the Synthesize tab's calls to :mod:`ctvl.synthesis` and its classifier;

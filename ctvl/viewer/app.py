@@ -168,7 +168,8 @@ def _report_tab(
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             files = gr.File(
-                label="CT scan: one NIfTI (.nii/.nii.gz), one DICOM .zip, or all .dcm files of one series",
+                label="CT scan: one NIfTI (.nii/.nii.gz), NRRD (.nrrd, or .nhdr + data) or MetaImage (.mha, or .mhd "
+                      "+ .raw) file, one DICOM .zip, or all .dcm files of one series",
                 file_count="multiple",
                 elem_id="ctvl-upload",
             )

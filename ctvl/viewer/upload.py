@@ -1,8 +1,10 @@
-"""Uploads → volumes: one NIfTI file, one .zip (DICOM series or one NIfTI), or several DICOM slices.
+"""Uploads → volumes: one NIfTI/NRRD/MetaImage file, one .zip (a DICOM series or one image file),
+several DICOM slices, or a detached header (.mhd/.nhdr) with its data file(s).
 
 A browser sends a DICOM series as many separate files; :func:`staged_upload` copies them into one
 temporary folder so :func:`ctvl.io.read_volume` reads them as a series, exactly as ``ctvl info`` /
-``ctvl report`` read a folder. Everything that can go wrong becomes an
+``ctvl report`` read a folder. A detached header and its data files are copied under their own
+names, so the header finds them. Everything that can go wrong becomes an
 :class:`~ctvl.errors.InputError` whose message names the uploaded file (not the server's temporary
 path), so the page can show it as it is.
 """
@@ -23,6 +25,9 @@ from ctvl.viewer.planes import ScanView
 
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  # 1 GiB over all files of one upload
 DEFAULT_MAX_VOXELS = 1 << 29  # 2 GiB as float32: 512 x 512 x 2048 or 1024 x 1024 x 512
+DETACHED_HEADER_SUFFIXES = (".mhd", ".nhdr")  # headers whose voxels live in other files
+UPLOAD_HINT = ("a NIfTI, NRRD or MetaImage file, a DICOM .zip, the .dcm files of one series, "
+               "or a .mhd/.nhdr with its data")
 
 
 @dataclass
@@ -57,7 +62,7 @@ def upload_paths(value: object) -> list[Path]:
         if item:
             paths.append(Path(str(item)))
     if not paths:
-        raise InputError("no file uploaded: choose a NIfTI file, a DICOM .zip, or the .dcm files of one series")
+        raise InputError(f"no file uploaded: choose {UPLOAD_HINT}")
     return paths
 
 
@@ -101,9 +106,11 @@ def staged_upload(value: object, max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> I
         value: the upload as Gradio passes it (see :func:`upload_paths`).
         max_bytes: cap on the total upload size.
     Yields:
-        The single uploaded file, or a temporary folder holding the DICOM slices (removed on exit).
+        The single uploaded file, the staged copy of a detached header (its data files beside it), or
+        a temporary folder holding the DICOM slices (removed on exit).
     Raises:
-        InputError: empty or oversized upload, or several files that are not all DICOM slices.
+        InputError: empty or oversized upload, or several files that are neither the DICOM slices of
+        one series nor one detached header with its data.
     """
     from ctvl.io.read import detect_format
 
@@ -113,13 +120,24 @@ def staged_upload(value: object, max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> I
         with readable_errors(paths, None):
             yield paths[0]
         return
+    headers = [p for p in paths if p.name.lower().endswith(DETACHED_HEADER_SUFFIXES)]
+    if len(headers) == 1:
+        with tempfile.TemporaryDirectory(prefix="ctvl-upload-") as tmp:
+            folder = Path(tmp) / "image"
+            folder.mkdir()
+            for path in paths:  # own names: the header refers to its data files by name
+                shutil.copyfile(path, folder / path.name)
+            with readable_errors(paths, folder, named=True):
+                yield folder / headers[0].name
+        return
     with readable_errors(paths, None):
         kinds = {p: detect_format(p) for p in paths}
     others = [p.name for p, kind in kinds.items() if kind != "dicom-file"]
     if others:
         raise InputError(
             f"{describe_upload(paths)}: several files must all be DICOM slices of one series, but "
-            f"{', '.join(others[:3])} {'is' if len(others) == 1 else 'are'} not; upload a NIfTI or .zip on its own"
+            f"{', '.join(others[:3])} {'is' if len(others) == 1 else 'are'} not; upload a NIfTI, NRRD, MetaImage or "
+            ".zip file on its own, or one .mhd/.nhdr header with its data files"
         )
     with tempfile.TemporaryDirectory(prefix="ctvl-upload-") as tmp:
         folder = Path(tmp) / "series"
@@ -131,22 +149,26 @@ def staged_upload(value: object, max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> I
 
 
 @contextmanager
-def readable_errors(paths: Sequence[Path], folder: Path | None = None) -> Iterator[None]:
+def readable_errors(paths: Sequence[Path], folder: Path | None = None, *, named: bool = False) -> Iterator[None]:
     """Rewrite server-side paths in CtvlError messages to the names the person uploaded.
 
     Args:
         paths: the uploaded files (their full server paths become their names).
-        folder: a staging folder holding index-prefixed copies of ``paths``, or None.
+        folder: a staging folder holding index-prefixed copies of ``paths`` (or, with ``named``,
+            copies under their own names), or None.
+        named: the staged copies keep the uploaded names.
     """
     try:
         yield
     except CtvlError as exc:
         message = str(exc)
-        if folder is not None:
+        if folder is not None and named:
+            message = message.replace(f"{folder}/", "").replace(str(folder), "the upload")
+        elif folder is not None:
             message = re.sub(re.escape(str(folder)) + r"/\d{5}_", "", message)
             message = message.replace(str(folder), describe_upload(paths))
         for path in paths:
-            message = message.replace(str(path), path.name)
+            message = message.replace(str(path), path.name).replace(str(path.parent), "the upload")
         if message == str(exc):
             raise
         raise type(exc)(message) from exc

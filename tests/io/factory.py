@@ -1,4 +1,4 @@
-"""Small synthetic CT files for the io tests (written with pydicom and nibabel into tmp_path)."""
+"""Small synthetic CT files for the io tests (written with pydicom, nibabel and SimpleITK into tmp_path)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -151,3 +152,25 @@ def write_nifti_file(
 def read_raw_pixels(path: Path) -> np.ndarray:
     """pydicom's stored values of one file as (I, J)."""
     return pydicom.dcmread(path).pixel_array.T
+
+
+def sitk_image(data: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """A SimpleITK image of ``data`` (I, J, K) placed by the RAS+ ``affine`` (converted to ITK's LPS here,
+    independently of ctvl's reader)."""
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # RAS+ -> LPS (the flip is its own inverse)
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))  # ITK arrays are (K, J, I)
+    img.SetSpacing([float(s) for s in spacing])
+    img.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
+    img.SetOrigin([float(v) for v in lps[:3, 3]])
+    return img
+
+
+def write_itk_file(path: Path, data: np.ndarray, affine: np.ndarray | None = None, *, compress: bool = False) -> Path:
+    """Write ``data`` (I, J, K) stored values as NRRD or MetaImage (by the suffix) with SimpleITK.
+
+    The default affine is an axial LPS grid (0.7 x 0.8 x 2 mm), as a DICOM series reads.
+    """
+    affine = np.diag([-0.7, -0.8, 2.0, 1.0]) if affine is None else affine
+    sitk.WriteImage(sitk_image(data, affine), str(path), useCompression=compress)
+    return path

@@ -1,4 +1,4 @@
-"""Uploads → volume: NIfTI, DICOM zip, several .dcm files, size cap, readable one-line errors."""
+"""Uploads → volume: NIfTI, NRRD/MetaImage, DICOM zip, several .dcm files, size cap, readable one-line errors."""
 
 import zipfile
 from pathlib import Path
@@ -16,7 +16,7 @@ from ctvl.viewer.upload import (
     staged_upload,
     upload_paths,
 )
-from tests.io.factory import chest_hu, write_nifti_file, write_series
+from tests.io.factory import chest_hu, write_itk_file, write_nifti_file, write_series
 
 
 @pytest.fixture()
@@ -30,6 +30,30 @@ def test_nifti_upload(tmp_path):
     assert loaded.info["shape"] == [24, 20, 6] and loaded.info["path"] == "scan.nii.gz"
     assert loaded.view.shape == (24, 20, 6) and loaded.view.spacing == pytest.approx((0.8, 0.8, 2.0))
     np.testing.assert_array_equal(read_upload([path]).data, chest_hu((24, 20, 6)).astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["scan.nrrd", "scan.mha"])
+def test_nrrd_and_metaimage_uploads(tmp_path, name):
+    path = write_itk_file(tmp_path / name, chest_hu((24, 20, 6)))
+    loaded = load_scan(str(path))
+    assert loaded.info["shape"] == [24, 20, 6] and loaded.info["orientation"] == "LPS" and loaded.info["path"] == name
+    np.testing.assert_array_equal(read_upload([path]).data, chest_hu((24, 20, 6)).astype(np.float32))
+
+
+def test_detached_header_uploaded_with_its_data(tmp_path):
+    # a browser sends each file from its own temporary folder
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    header = write_itk_file(tmp_path / "a" / "scan.mhd", chest_hu((24, 20, 6)))
+    data = (tmp_path / "a" / "scan.raw").rename(tmp_path / "b" / "scan.raw")
+    loaded = load_scan([str(data), str(header)])
+    assert loaded.info["shape"] == [24, 20, 6] and loaded.info["format"] == "metaimage"
+    assert loaded.info["path"] == "2 files (scan.raw, scan.mhd)"
+    with pytest.raises(InputError) as err:
+        read_upload([header])  # the header alone
+    text = str(err.value)
+    assert text.startswith("scan.mhd: the data file scan.raw that the header names is missing (looked in the upload)")
+    assert str(tmp_path) not in text and "upload them together" in text
 
 
 def test_several_dcm_files_are_read_as_one_series(series):
