@@ -21,6 +21,7 @@ at multiples of f_t: a subset); volumes shorter than the excerpt are padded at t
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +45,15 @@ DATA_KEYS = {
     "crop": "stages 2, 3: slices per crop (default: the whole volume)",
     "max_volumes": "use only the first N volumes (default: all)",
     "memory_cache_mb": "keep up to this many MB of preprocessed volumes in memory (default 2048)",
+    "weight": "with mix: the share of samples drawn from root, relative to the mix weights (default 1)",
+    "use": "with mix: what root's volumes feed: both (default) | excerpts | singles (stage-1 single slices only)",
+    "mix": "more CT-RATE-layout folders drawn from beside root: a list of {root, weight[, use, split, max_volumes]}",
+    "patch": "[H, W]: a random in-plane crop of every excerpt and single slice (default: the whole plane)",
+    "min_tissue": "with patch: the least share of voxels above -900 HU a patch should hold (default 0.25, 8 tries)",
 }
+# A volume shallower than the excerpt or crop (e.g. a single real slice) is redrawn up to this many times, so such
+# volumes feed the single slices of stage 1 and excerpts come from real runs of slices, not from padding.
+REDRAWS = 64
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class StagePlan:
         singles: single slices per sample (stage 1), 0 otherwise.
         encode_mode: ``"causal"`` (stage 1) or ``"windowed"`` (stages 2, 3).
         train_encoder: False in stage 3 (encoder and quantizer frozen, decoder refined).
+        patch: (H, W) of a random in-plane crop of every excerpt and single slice; None = the whole plane.
+        min_tissue: the least share of voxels above -900 HU a patch should hold (the best of 8 tries is kept).
     """
 
     stage: int
@@ -64,6 +75,8 @@ class StagePlan:
     singles: int
     encode_mode: str
     train_encoder: bool
+    patch: tuple[int, int] | None = None
+    min_tissue: float = 0.25
 
     @property
     def name(self) -> str:
@@ -100,6 +113,18 @@ def stage_plan(stage: int, data: Mapping[str, Any], time_factor: int) -> StagePl
         plan = StagePlan(stage, None if crop is None else int(crop), 0, "windowed", stage == 2)
     if (plan.length is not None and plan.length < 1) or plan.singles < 0:
         raise ConfigError(f"stage {stage}: excerpt/crop must be >= 1 and singles >= 0")
+    patch = data.get("patch")
+    if patch is not None:
+        if isinstance(patch, int):
+            patch = (patch, patch)
+        if not isinstance(patch, (list, tuple)) or len(patch) != 2 or min(int(p) for p in patch) < 1:
+            raise ConfigError(f"data.patch must be [H, W] (positive integers), got {patch!r}")
+        min_tissue = float(data.get("min_tissue", 0.25))
+        if not 0.0 <= min_tissue <= 1.0:
+            raise ConfigError(f"data.min_tissue must be in [0, 1], got {min_tissue!r}")
+        plan = dataclasses.replace(plan, patch=(int(patch[0]), int(patch[1])), min_tissue=min_tissue)
+    elif "min_tissue" in data:
+        raise ConfigError("data.min_tissue only applies with data.patch")
     return plan
 
 
@@ -140,25 +165,79 @@ class VolumeSource:
         return x
 
 
-def open_volumes(data: Mapping[str, Any], spec: Any) -> VolumeSource:
-    """The training volumes named by the ``data:`` section, preprocessed with ``spec``.
+USES = ("both", "excerpts", "singles")
 
-    Raises:
-        InputError: the dataset folder is missing or holds no volumes of the split.
+
+class VolumeMix:
+    """Training volumes from one or more folders, each drawn with its weight for what it feeds.
+
+    Args:
+        sources: the folders' volumes.
+        weights: relative share of samples per source (positive).
+        uses: per source ``"both"``, ``"excerpts"`` (excerpts and crops) or ``"singles"`` (stage-1 single slices;
+            e.g. a folder of real single slices); default all ``"both"``.
     """
+
+    def __init__(self, *, sources: list[VolumeSource], weights: list[float], uses: list[str] | None = None) -> None:
+        uses = uses or ["both"] * len(sources)
+        if not sources or len(sources) != len(weights) or len(uses) != len(sources) or min(weights) <= 0:
+            raise ConfigError("a volume mix needs one positive weight per source")
+        if bad := sorted(set(uses) - set(USES)):
+            raise ConfigError(f"data use must be one of {', '.join(USES)}, got {bad}")
+        if all(u == "singles" for u in uses):
+            raise ConfigError("every data folder is `use: singles`: nothing feeds the excerpts and crops")
+        self.sources, self.uses = sources, uses
+        self.weights = [float(w) for w in weights]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def pick(self, gen: torch.Generator, role: str = "excerpts") -> VolumeSource:
+        """A source for ``role`` (``"excerpts"`` or ``"singles"``) drawn by weight; no random draw when only one
+        source serves the role (so single-folder streams stay as they were)."""
+        ok = [i for i, u in enumerate(self.uses) if u in ("both", role)]
+        if len(ok) == 1:
+            return self.sources[ok[0]]
+        w = torch.tensor([self.weights[i] for i in ok], dtype=torch.float64)
+        return self.sources[ok[int(torch.multinomial(w / w.sum(), 1, generator=gen))]]
+
+
+def _open_folder(item: Mapping[str, Any], spec: Any, memory_mb: float, what: str) -> VolumeSource:
     from ctvl.data.datasets import CTRateDataset, scan_ctrate
 
+    root = Path(str(item["root"]))
+    if not root.is_dir():
+        raise InputError(f"{what} folder not found; make it with `ctvl data phantom` or the pipeline that "
+                         "trains this config", path=root)
+    index = scan_ctrate(root, split=str(item.get("split", "train")))
+    cache = item.get("cache_dir") or root / ".cache" / "preprocess"
+    dataset = CTRateDataset(index, spec, cache_dir=cache)
+    limit = item.get("max_volumes")
+    return VolumeSource(dataset, None if limit is None else int(limit), memory_mb)
+
+
+def open_volumes(data: Mapping[str, Any], spec: Any) -> VolumeMix:
+    """The training volumes named by the ``data:`` section (``root`` and any ``mix`` folders), preprocessed with ``spec``.
+
+    Raises:
+        ConfigError: no ``data.root``, or a malformed ``mix`` entry.
+        InputError: a dataset folder is missing or holds no volumes of the split.
+    """
     if not data.get("root"):
         raise ConfigError("the tokenizer config needs data.root (a CT-RATE-layout folder, e.g. the phantom set)")
-    root = Path(str(data["root"]))
-    if not root.is_dir():
-        raise InputError("training data folder not found; make it with `ctvl data phantom` or run "
-                         "pipelines/train_tokenizer.py", path=root)
-    index = scan_ctrate(root, split=str(data.get("split", "train")))
-    cache = data.get("cache_dir") or root / ".cache" / "preprocess"
-    dataset = CTRateDataset(index, spec, cache_dir=cache)
-    limit = data.get("max_volumes")
-    return VolumeSource(dataset, None if limit is None else int(limit), float(data.get("memory_cache_mb", 2048)))
+    mix = data.get("mix") or []
+    if not isinstance(mix, list) or not all(isinstance(m, Mapping) and m.get("root") for m in mix):
+        raise ConfigError("data.mix must be a list of {root, weight[, use, split, max_volumes]} mappings")
+    for m in mix:
+        if unknown := sorted(set(m) - {"root", "weight", "use", "split", "max_volumes", "cache_dir"}):
+            raise ConfigError(f"unknown data.mix key(s) {unknown}; known: root, weight, use, split, max_volumes, "
+                              "cache_dir")
+    memory = float(data.get("memory_cache_mb", 2048)) / (1 + len(mix))
+    sources = [_open_folder(data, spec, memory, "training data")]
+    sources += [_open_folder(m, spec, memory, "data.mix") for m in mix]
+    weights = [float(data.get("weight", 1.0))] + [float(m.get("weight", 1.0)) for m in mix]
+    uses = [str(data.get("use", "both"))] + [str(m.get("use", "both")) for m in mix]
+    return VolumeMix(sources=sources, weights=weights, uses=uses)
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
@@ -181,23 +260,67 @@ def excerpt(volume: torch.Tensor, length: int | None, gen: torch.Generator, pad_
     return volume[:, start : start + length]
 
 
+def _volume(mix: VolumeMix, length: int | None, gen: torch.Generator, role: str = "excerpts") -> torch.Tensor:
+    """A random volume (1, T, H, W) of a source drawn by weight for ``role``; one shallower than ``length`` is
+    redrawn (up to :data:`REDRAWS` times)."""
+    source = mix.pick(gen, role)
+    vol = source.get(int(torch.randint(0, len(source), (), generator=gen)))
+    for _ in range(REDRAWS if length is not None else 0):
+        if vol.shape[1] >= length:
+            break
+        vol = source.get(int(torch.randint(0, len(source), (), generator=gen)))
+    return vol
+
+
+def patch_crop(
+    x: torch.Tensor, patch: tuple[int, int] | None, gen: torch.Generator, tissue_level: float, min_tissue: float
+) -> torch.Tensor:
+    """A random in-plane crop (..., H, W) -> (..., ph, pw), padded-out planes left whole.
+
+    Up to 8 positions are tried; the first whose share of voxels above ``tissue_level`` reaches ``min_tissue``
+    is kept, else the one with the most tissue (so patches of air outside the body are rare).
+    """
+    if patch is None:
+        return x
+    h, w = x.shape[-2:]
+    ph, pw = min(patch[0], h), min(patch[1], w)
+    best, best_share = None, -1.0
+    for _ in range(8):
+        i = int(torch.randint(0, h - ph + 1, (), generator=gen))
+        j = int(torch.randint(0, w - pw + 1, (), generator=gen))
+        crop = x[..., i : i + ph, j : j + pw]
+        share = float((crop > tissue_level).float().mean())
+        if share > best_share:
+            best, best_share = crop, share
+        if share >= min_tissue:
+            break
+    return best
+
+
 def draw_sample(
-    source: VolumeSource, plan: StagePlan, gen: torch.Generator, pad_value: float
+    source: VolumeMix, plan: StagePlan, gen: torch.Generator, pad_value: float, tissue_level: float = -0.9
 ) -> dict[str, torch.Tensor]:
     """One training sample of ``plan``.
 
+    Args:
+        source: the training volumes.
+        plan: the stage's plan (lengths, singles, in-plane patch).
+        gen: this sample's generator.
+        pad_value: padding value (model units) of excerpts longer than the volume.
+        tissue_level: -900 HU in model units (patches prefer voxels above it).
+
     Returns:
         ``{"volume": (1, L, H, W)}`` plus, in stage 1 with singles, ``{"slices": (singles, 1, H, W)}``
-        (each single slice from its own random volume).
+        (each single slice from its own random volume); with ``plan.patch`` H, W are the patch size.
     """
-    v = int(torch.randint(0, len(source), (), generator=gen))
-    out = {"volume": excerpt(source.get(v), plan.length, gen, pad_value)}
+    vol = excerpt(_volume(source, plan.length, gen), plan.length, gen, pad_value)
+    out = {"volume": patch_crop(vol, plan.patch, gen, tissue_level, plan.min_tissue).contiguous()}
     if plan.singles:
         picks = []
         for _ in range(plan.singles):
-            vol = source.get(int(torch.randint(0, len(source), (), generator=gen)))
+            vol = _volume(source, None, gen, "singles")
             k = int(torch.randint(0, vol.shape[1], (), generator=gen))
-            picks.append(vol[:, k])  # (1, H, W)
+            picks.append(patch_crop(vol[:, k], plan.patch, gen, tissue_level, plan.min_tissue))  # (1, H, W)
         out["slices"] = torch.stack(picks)  # (singles, 1, H, W)
     return out
 

@@ -169,14 +169,16 @@ class TokenizerTask(TrainTask):
     def batches(
         self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Micro-batches ``{"volume": (B, 1, L, H, W)[, "slices": (B * singles, 1, H, W)]}``."""
+        """Micro-batches ``{"volume": (B, 1, L, H, W)[, "slices": (B * singles, 1, H, W)]}`` (H, W: ``data.patch`` if set)."""
         if self.plan is None:
             self.setup(cfg)
         assert self.plan is not None and self.spec is not None
         source = open_volumes(cfg.data, self.spec)
+        (w0, w1), (o0, o1) = self.spec.window, self.spec.out_range
+        tissue = o0 + (min(max(-900.0, w0), w1) - w0) / (w1 - w0) * (o1 - o0)  # -900 HU in model units
         micro = start
         while True:
-            samples = [draw_sample(source, self.plan, sample_generator(seed, i), self.spec.pad_value)
+            samples = [draw_sample(source, self.plan, sample_generator(seed, i), self.spec.pad_value, tissue)
                        for i in sample_indices(cfg, rank, world_size, micro)]
             yield collate(samples)
             micro += 1
