@@ -130,7 +130,7 @@ def test_stage_mismatch_and_baseline(phantoms: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*tokenizer*.yaml"))
-                         + ["phantom-cpu-slicewise.yaml"])
+                         + ["phantom-cpu-slicewise.yaml", "realct-cpu-slicewise.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     cfg = load_config(REPO / "configs" / name)
     task = TokenizerTask(None)
@@ -139,6 +139,8 @@ def test_shipped_configs_are_valid(name: str) -> None:
     if name.startswith("ctrate"):
         assert task.section.config.filters == 96 and task.section.config.token_channels == 18
         assert task.spec == PreprocessSpec.paper()
+    elif name.startswith("realct"):  # 1.5 mm isotropic, any depth, trained on 64 x 64 crops
+        assert task.spec.spacing == (1.5, 1.5, 1.5) and task.spec.depth is None and task.plan.patch == (64, 64)
     else:
         assert task.spec == PreprocessSpec.cpu()
 
