@@ -302,14 +302,14 @@ def probe_sentence(probe: dict[str, Any] | None) -> str:
 def installed_tokenizer(run_dir: str) -> Path | None:
     """The tokenizer bundle shipped in ctvl/bundles when it is the one the run used (copied from there)."""
     from ctvl.report.bundle import load_report_model
-    from ctvl.tokenizers.causal3d.bundle import DEFAULT_BUNDLE, load_tokenizer
+    from ctvl.tokenizers.causal3d.bundle import PHANTOM_BUNDLE, load_tokenizer
 
-    if not (DEFAULT_BUNDLE / "config.json").is_file():
+    if not (PHANTOM_BUNDLE / "config.json").is_file():
         return None
     ident = load_report_model(run_dir).export["tokenizer"]
     if ident is None:  # text-only model
         return None
-    return DEFAULT_BUNDLE if load_tokenizer(DEFAULT_BUNDLE).tokenizer_id == ident["id"] else None
+    return PHANTOM_BUNDLE if load_tokenizer(PHANTOM_BUNDLE).tokenizer_id == ident["id"] else None
 
 
 def install(bundle: Path) -> None:

@@ -11,7 +11,8 @@ import typer
 
 from ctvl.errors import InputError
 
-_MODEL_HELP = "Tokenizer bundle, checkpoint or run folder (default: the phantom-cpu bundle shipped with ctvl)."
+_MODEL_HELP = ("Tokenizer bundle, checkpoint or run folder, or a shipped bundle by name: realct (default, real "
+               "chest CT at 1.5 mm) or phantom (the report path's phantom tokenizer).")
 
 
 def train_tokenizer_cmd(

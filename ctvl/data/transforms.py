@@ -126,7 +126,8 @@ class PreprocessSpec:
         """CPU-sized, isotropic: 64 × 64 × 65 at 5.625 mm (the same 360 mm field of view, twice the slices).
 
         At 11.25 mm neighbouring slices barely agree, which leaves a 3D tokenizer little inter-slice
-        redundancy to exploit; the shipped CPU tokenizer is trained on this grid instead.
+        redundancy to exploit. ``pipelines/train_tokenizer.py --grid cpu-iso`` trains on this grid; those
+        weights are not shipped (the phantom bundle uses :meth:`cpu`; the real-CT bundle 1.5 mm isotropic).
         """
         return cls(spacing=(5.625, 5.625, 5.625), size=(64, 64), depth=65, antialias=True)
 

@@ -13,11 +13,14 @@ from safetensors.torch import save_file
 from ctvl.data.phantom import render_case
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
-from ctvl.eval.recon import recon_metrics
+from ctvl.eval.recon import field_of_view, recon_metrics
 from ctvl.tokenizers.causal3d import Causal3DConfig, Causal3DTokenizer
 from ctvl.tokenizers.causal3d.bundle import (
     BUNDLE_FORMAT,
     DEFAULT_BUNDLE,
+    PHANTOM_BUNDLE,
+    REALCT_BUNDLE,
+    SHIPPED,
     export_bundle,
     load_tokenizer,
     tokenizer_export,
@@ -141,17 +144,34 @@ def test_bad_bundles_and_token_files(bundle: Path, tmp_path: Path) -> None:
         load_tokens(tmp_path / "none.safetensors")
 
 
-@pytest.mark.skipif(not (DEFAULT_BUNDLE / "weights.safetensors").exists(), reason="the default bundle is not built "
+@pytest.mark.skipif(not (PHANTOM_BUNDLE / "weights.safetensors").exists(), reason="the phantom bundle is not built "
                     "yet (python pipelines/train_tokenizer.py)")
-def test_shipped_bundle_reconstructs_a_held_out_phantom() -> None:
-    assert (DEFAULT_BUNDLE / "weights.safetensors").stat().st_size < 6 * 2**20  # small enough to ship
-    assert (DEFAULT_BUNDLE / "MODEL_CARD.md").is_file()
-    tok = load_tokenizer()
+def test_phantom_bundle_reconstructs_a_held_out_phantom() -> None:
+    assert (PHANTOM_BUNDLE / "weights.safetensors").stat().st_size < 6 * 2**20  # small enough to ship
+    assert (PHANTOM_BUNDLE / "MODEL_CARD.md").is_file()
+    tok = load_tokenizer("phantom")  # the shipped bundle by its short name
     assert tok.spec == PreprocessSpec.cpu() and tok.stage == 3 and tok.model.config.compression == "8x8x8"
     volume = render_case(987_654).volume  # a patient no training split contains
     result = reconstruct(tok, volume)
     assert result.volume.shape == volume.shape and np.array_equal(result.volume.affine, volume.affine)
     assert recon_metrics(result.model_input, result.model_recon)["psnr"] > 25
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "weights.safetensors").exists(), reason="the real-CT bundle is not built "
+                    "yet (python pipelines/train_realct_tokenizer.py)")
+def test_default_bundle_is_the_realct_one_at_1p5mm() -> None:
+    assert DEFAULT_BUNDLE == REALCT_BUNDLE and SHIPPED["realct"] == DEFAULT_BUNDLE
+    assert (DEFAULT_BUNDLE / "weights.safetensors").stat().st_size < 6 * 2**20
+    card = (DEFAULT_BUNDLE / "MODEL_CARD.md").read_text()
+    assert "LIDC-IDRI" in card and "CC BY" in card and "Why 1.5 mm" in card  # data, licences, the choice
+    tok = load_tokenizer()
+    assert tok.spec.spacing == (1.5, 1.5, 1.5) and tok.spec.depth is None and tok.stage == 3
+    # a 1.5 mm phantom from a seed no split used, 384 mm across, 30 slices (any depth): same grid and affine back
+    volume = render_case(424_242, shape=(256, 256, 30), spacing=(1.5, 1.5, 1.5)).volume
+    result = reconstruct(tok, volume)
+    assert result.volume.shape == volume.shape and np.array_equal(result.volume.affine, volume.affine)
+    box = (slice(None), *field_of_view(tok.spec, volume))
+    assert recon_metrics(result.model_input[box], result.model_recon[box])["psnr"] > 20
 
 
 def test_export_bundle_never_appears_partially(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

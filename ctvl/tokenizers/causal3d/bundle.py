@@ -6,8 +6,11 @@ A bundle folder holds ``weights.safetensors`` + ``config.json`` (+ ``MODEL_CARD.
 the model kind and architecture, the curriculum stage, the encode path and the **preprocessing spec**.
 Inference always rebuilds the spec from there, never from a default, so a volume is preprocessed exactly
 as the training volumes were. :func:`load_tokenizer` reads a bundle, a training checkpoint or a run folder
-alike. The default bundle (``ctvl/bundles/tokenizer-phantom-cpu``) ships inside the package; weights are
-stored in float16 to keep it small (upcast to float32 on load).
+alike. Two bundles ship inside the package, weights stored in float16 to keep them small (upcast to float32
+on load): ``tokenizer-realct-1p5mm`` (real chest CT at 1.5 mm isotropic, :data:`DEFAULT_BUNDLE`, what
+``ctvl encode``/``ctvl reconstruct`` use) and ``tokenizer-phantom-cpu`` (the phantom tokenizer on the report
+path's 5.6 x 5.6 x 11.25 mm grid; a copy lives inside the report bundle). Either can be named by its short
+name (:data:`SHIPPED`: ``realct``, ``phantom``) wherever a bundle path is taken.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.tokenizers.causal3d.model import Causal3DConfig, Causal3DTokenizer
 from ctvl.tokenizers.causal3d.slicewise import SliceTokenizer
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "tokenizer-phantom-cpu"
+_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+REALCT_BUNDLE = _BUNDLES / "tokenizer-realct-1p5mm"
+PHANTOM_BUNDLE = _BUNDLES / "tokenizer-phantom-cpu"
+DEFAULT_BUNDLE = REALCT_BUNDLE
+SHIPPED = {"realct": REALCT_BUNDLE, "phantom": PHANTOM_BUNDLE}
 BUNDLE_FORMAT = "ctvl-tokenizer-bundle-1"
 TASK_NAME = "tokenizer"
 KINDS = ("causal3d", "slicewise")
@@ -106,11 +113,19 @@ def state_digest(state: dict[str, torch.Tensor], export: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
+def resolve_bundle(path: str | Path | None) -> Path | None:
+    """``path`` itself, or the shipped bundle it names (``"realct"``, ``"phantom"``) when no such file exists."""
+    if path is not None and str(path) in SHIPPED and not Path(path).exists():
+        return SHIPPED[str(path)]
+    return None if path is None else Path(path)
+
+
 def load_tokenizer(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedTokenizer:
-    """Load a tokenizer bundle, checkpoint or run folder (default: the bundle shipped with ctvl).
+    """Load a tokenizer bundle, checkpoint or run folder (default: the real-CT bundle shipped with ctvl).
 
     Args:
-        path: bundle / checkpoint / run folder; None = :data:`DEFAULT_BUNDLE`.
+        path: bundle / checkpoint / run folder, or a shipped bundle's short name (:data:`SHIPPED`);
+            None = :data:`DEFAULT_BUNDLE`.
         device: where to put the model.
 
     Raises:
@@ -118,7 +133,9 @@ def load_tokenizer(path: str | Path | None = None, device: str | torch.device = 
     """
     from ctvl.train.checkpoint import load_weights, open_bundle
 
-    folder, state, config = open_bundle(path, DEFAULT_BUNDLE, "tokenizer", "pipelines/train_tokenizer.py")
+    path = resolve_bundle(path)
+    pipeline = "pipelines/train_tokenizer.py" if path == PHANTOM_BUNDLE else "pipelines/train_realct_tokenizer.py"
+    folder, state, config = open_bundle(path, DEFAULT_BUNDLE, "tokenizer", pipeline)
     export = _export_of(config, folder)
     try:
         spec = PreprocessSpec.from_dict(export["preprocessing"])
