@@ -43,8 +43,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_tokenizer  # noqa: E402  (the sibling pipeline: train_run)
+from realct_data import SHARED, TRAIN_SLICES, TRAIN_VOLUMES  # noqa: E402  (what trains, what is held out)
 
-SHARED = REPO / ".." / "shared" / "data" / "volumes"
 CONFIGS = REPO / "configs"
 STAGE_CONFIGS = {n: CONFIGS / f"realct-cpu-tokenizer-s{n}.yaml" for n in (1, 2, 3)}
 BASELINE_CONFIG = CONFIGS / "realct-cpu-slicewise.yaml"
@@ -52,30 +52,6 @@ BUNDLE_DIR = REPO / "ctvl" / "bundles" / "tokenizer-realct-1p5mm"
 PHANTOM_SHAPE, PHANTOM_SPACING = (256, 256, 129), (1.5, 1.5, 1.5)  # 384 x 384 x 192 mm of mid-chest
 N_TRAIN, N_VALID, DATA_SEED = 32, 6, 3
 SINGLE_Z = 1.5  # mm given to a single native slice (one slice has no z extent; this keeps it one slice)
-
-# (name, path below SHARED, which slices: None = all, or a list) — what trains; the rest of SHARED is held out.
-TRAIN_VOLUMES = [("lidc0314", "real_chest_lidc0314_philips_128sl_1mm", None)]
-TRAIN_SLICES = [
-    ("siemens", "real_chest_siemens_sensation10_30sl_8mm", None),
-    ("copdgene_ge", "real_chest_copdgene_cip/simple_dicom", None),
-    ("lungmask", "dicom_chest_lungmask", [0]),  # stored twice (identical slices at z = 0, 1)
-    ("ct_small", "pydicom_CT_small.dcm", None),
-    ("ge_ctc", "real_abdomen_ge_ctc_3sl", None),
-]
-HELD_OUT = [
-    ("philips_bigbore_2mm", "real_chest_philips_bigbore_16sl_2mm_evalonly", "thin"),
-    ("copdgene_ct64", "real_chest_copdgene_cip/ct-64Dicom", "thick"),
-    ("totalseg_abdomen_3mm", "totalseg_abdomen_example_ct_sm.nii.gz", "thick"),
-]
-LICENCES = {
-    "lidc0314": "LIDC-IDRI (TCIA), CC BY 3.0",
-    "siemens": "TCIA Lung-PET-CT-Dx, CC BY 4.0",
-    "copdgene_ge": "COPDGene via the Chest Imaging Platform, CIP BSD-style licence",
-    "lungmask": "JoHof/lungmask test data, Apache-2.0",
-    "ct_small": "pydicom test file, pydicom licence (MIT-style)",
-    "ge_ctc": "GE CT colonography test slices, BSD-3",
-    "phantoms": "ctvl procedural phantoms, Apache-2.0",
-}
 
 
 def single_slices(volume: Any, keep: list[int] | None) -> list[Any]:
