@@ -37,13 +37,12 @@ import copy
 import hashlib
 import json
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import MapTransform
 
 from ctvl.errors import ConfigError, InputError
 from ctvl.io.volume import Volume, VolumeMeta
@@ -166,10 +165,17 @@ class PreprocessSpec:
     def apply(self, volume: Volume) -> torch.Tensor:
         """Preprocess ``volume`` (HU, any grid/orientation) into the model tensor.
 
+        Axis-aligned scans take :mod:`ctvl.data.separable` (the same tensor to float32 rounding, without
+        importing MONAI, ~25x faster on a 512 x 512 x 241 scan); oblique ones the MONAI chain.
+
         Returns:
             float32 tensor (1, T, H, W) in ``out_range``; T = ``depth`` or the next 1 + 8k.
         """
-        return self.apply_with_state(volume)[0]
+        from ctvl.data.separable import apply_axis_aligned
+
+        _check_voxels(volume)
+        fast = apply_axis_aligned(self, volume)
+        return fast if fast is not None else self.apply_with_state(volume)[0]
 
     def apply_with_state(self, volume: Volume) -> tuple[torch.Tensor, PreprocessState]:
         """Like :meth:`apply`, also returning what :meth:`invert` needs to go back.
@@ -180,11 +186,7 @@ class PreprocessSpec:
         from monai.data import MetaTensor
         from monai.transforms import Compose, SpatialPadd
 
-        data = np.asarray(volume.data)
-        if data.ndim != 3:
-            raise InputError(f"expected a 3D volume, got shape {data.shape}", path=volume.meta.source or None)
-        if not np.isfinite(data).all():
-            raise InputError("volume contains NaN or infinite voxels", path=volume.meta.source or None)
+        data = _check_voxels(volume)
         affine = np.asarray(volume.affine, dtype=np.float64)
         voxels = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None]  # (1, I, J, K)
         image = MetaTensor(voxels, affine=torch.from_numpy(affine.copy()))
@@ -222,7 +224,9 @@ class PreprocessSpec:
             source = _oriented_spacing(volume, self.orientation)
             sigmas = tuple(max(0.0, (t / s - 1.0) / 2.0) for t, s in zip(self.spacing, source))
             if max(sigmas) >= 0.25:
-                chain.append(_GaussianAntiAliasd(_KEY, sigmas))
+                from ctvl.data.antialias import GaussianAntiAliasd
+
+                chain.append(GaussianAntiAliasd(_KEY, sigmas))
         (a0, a1), (b0, b1) = self.window, self.out_range
         chain += [
             Spacingd(_KEY, pixdim=self.spacing, mode=self.interpolation, padding_mode="border", dtype=torch.float32),
@@ -329,6 +333,16 @@ class PreprocessState:
 
 
 
+def _check_voxels(volume: Volume) -> np.ndarray:
+    """The volume's data (I, J, K); a one-line :class:`InputError` if it is not 3D or not finite."""
+    data = np.asarray(volume.data)
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D volume, got shape {data.shape}", path=volume.meta.source or None)
+    if not np.isfinite(data).all():
+        raise InputError("volume contains NaN or infinite voxels", path=volume.meta.source or None)
+    return data
+
+
 def _oriented_spacing(volume: Volume, codes: str) -> tuple[float, float, float]:
     """Voxel size (mm) along the reoriented (X, Y, Z) axes, i.e. after ``Orientationd(codes)``."""
     import nibabel as nib
@@ -339,29 +353,3 @@ def _oriented_spacing(volume: Volume, codes: str) -> tuple[float, float, float]:
     for src_axis, (dst_axis, _) in enumerate(ornt):
         out[int(dst_axis)] = volume.spacing[src_axis]
     return tuple(out)  # type: ignore[return-value]
-
-
-class _GaussianAntiAliasd(MapTransform):
-    """Gaussian blur per axis before downsampling, with replicate ("nearest") borders.
-
-    Written here because MONAI's ``GaussianSmoothd`` pads with zeros (0 HU = water would bleed into
-    the edges of the field of view) and, as a conv3d, needs many times the volume's memory for wide
-    kernels; ``scipy.ndimage.gaussian_filter`` filters line by line in place of that. Not invertible
-    on purpose: ``Compose.inverse`` skips it.
-    """
-
-    def __init__(self, keys: Hashable | Sequence[Hashable], sigmas: Sequence[float]) -> None:
-        super().__init__(keys)
-        self.sigmas = tuple(float(s) if s >= 0.25 else 0.0 for s in sigmas)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        from monai.utils import convert_to_dst_type
-        from scipy.ndimage import gaussian_filter
-
-        d = dict(data)
-        for key in self.key_iterator(d):
-            img = d[key]  # (C, X, Y, Z)
-            arr = np.asarray(torch.as_tensor(img).detach().cpu().numpy(), dtype=np.float32)
-            blurred = gaussian_filter(arr, sigma=(0.0, *self.sigmas), mode="nearest", truncate=3.0)
-            d[key] = convert_to_dst_type(torch.from_numpy(blurred), img)[0]  # keeps the affine and history
-        return d

@@ -97,7 +97,9 @@ def _read(path: Path, log: IssueLog, max_voxels: int, metadata: tuple[float, flo
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError("the header's affine is singular or not finite (zero voxel size?); fix the header", path=path)
     try:
-        stored = np.asanyarray(img.dataobj.get_unscaled()).reshape(grid)
+        stored = _gz_voxels(path, img, grid, dtype) if str(path).endswith(".gz") else None
+        if stored is None:
+            stored = np.asanyarray(img.dataobj.get_unscaled()).reshape(grid)
     except (EOFError, OSError, ValueError, zlib.error) as exc:
         raise InputError(
             f"truncated or corrupt image data ({_reason(exc)}); re-export or re-download it", path=path
@@ -119,6 +121,25 @@ def _read(path: Path, log: IssueLog, max_voxels: int, metadata: tuple[float, flo
         },
     )
     return Volume(data=data, affine=affine, meta=meta)
+
+
+def _gz_voxels(path: Path, img: nib.Nifti1Image, grid: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The stored voxels (I, J, K) of a .nii.gz, inflated with ISA-L (isal): about 2x faster than zlib.
+
+    None when isal is missing (nibabel's reader is used then). Truncated or corrupt streams raise what
+    nibabel's would (EOFError / OSError).
+    """
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
+        return None
+    offset = int(img.dataobj.offset)
+    count = int(np.prod(grid))
+    with igzip.open(path, "rb") as fh:
+        raw = fh.read(offset + count * dtype.itemsize)
+    if len(raw) < offset + count * dtype.itemsize:
+        raise EOFError(f"compressed stream ended after {len(raw)} bytes, the header needs {offset + count * dtype.itemsize}")
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(grid, order="F")
 
 
 @contextmanager

@@ -116,7 +116,7 @@ def encode_scan(tok: LoadedTokenizer, volume: Volume, chunk: int = 1) -> Encoded
         volume: the scan (any grid / orientation).
         chunk: stage-2 windows per encoder call.
     """
-    return _encoded(tok, preprocess(tok, volume)[0], volume, chunk)
+    return _encoded(tok, tok.spec.apply(volume)[None], volume, chunk)  # no inverse needed: the fast path
 
 
 def decode_scan(tok: LoadedTokenizer, encoded: EncodedScan, chunk_latents: int = 1) -> torch.Tensor:
