@@ -1,4 +1,4 @@
-"""Report commands: ``ctvl report SCAN``, ``ctvl train report``, ``ctvl eval run``."""
+"""Report commands: ``ctvl report SCAN``, ``ctvl train report``, ``ctvl eval run``, ``ctvl bench report``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,18 @@ def report_cmd(
     typer.echo("\nLabels read from the report: " + (", ".join(positives) if positives else "none of the 18"))
     for warning in result["warnings"]:
         typer.echo(f"warning: {warning}", err=True)
+
+
+def bench_report_cmd(
+    scan: Optional[Path] = typer.Option(None, "--scan", help="Scan to time (default: a 512 x 512 x 241 phantom NIfTI, rendered once)."),
+    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    threads: int = typer.Option(2, "--threads", min=1, help="OMP/MKL threads of every timed process."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per measurement (medians reported)."),
+) -> None:
+    """Cold ``ctvl report`` vs a bare read of the file, and the warm (model loaded) report; prints JSON."""
+    from ctvl.bench.report import DEFAULT_SCAN, run_benchmark
+
+    typer.echo(json.dumps(run_benchmark(scan or DEFAULT_SCAN, model, threads, repeats), indent=2))
 
 
 def train_report_cmd(
@@ -85,7 +97,8 @@ def eval_run_cmd(
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
-    """``ctvl report`` on the root app, ``ctvl train report`` and ``ctvl eval run`` in their groups."""
+    """``ctvl report`` on the root app; ``ctvl train report``, ``ctvl eval run``, ``ctvl bench report`` in groups."""
     app.command("report")(report_cmd)
+    groups["bench"].command("report")(bench_report_cmd)
     groups["train"].command("report")(train_report_cmd)
     groups["eval"].command("run")(eval_run_cmd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +215,12 @@ def generate_report(
     Returns:
         ``{"report": str, "labels": {18 names: 0/1}, "warnings": [str, ...]}``.
     """
-    loaded = _loaded(bundle)
-    volume = path_or_volume if isinstance(path_or_volume, Volume) else read_scan(path_or_volume, series)
+    if isinstance(path_or_volume, Volume):
+        loaded, volume = _loaded(bundle), path_or_volume
+    else:  # read the scan while the model (and transformers, ~3.5 s to import) loads: a cold start overlaps both
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctvl-read") as pool:
+            pending = pool.submit(read_scan, path_or_volume, series)
+            loaded = _loaded(bundle)
+            volume = pending.result()
     return ReportGenerator(loaded, num_beams, max_new_tokens).report(volume).as_dict()
 

@@ -20,22 +20,48 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ctvl.tokenizers.quantizers.base import Quantizer, QuantizerOutput, codebook_stats
-from ctvl.tokenizers.quantizers.fsq import FSQ
-from ctvl.tokenizers.quantizers.group_lfq import GroupLFQ
-from ctvl.tokenizers.quantizers.lfq import LFQ
-from ctvl.tokenizers.quantizers.msrvq import MultiScaleResidualVQ
-from ctvl.tokenizers.quantizers.vq import VQ
 
-QUANTIZERS: dict[str, type[Quantizer]] = {
-    "fsq": FSQ,
-    "lfq": LFQ,
-    "group_lfq": GroupLFQ,
-    "vq": VQ,
-    "msrvq": MultiScaleResidualVQ,
+# Classes are imported when first used: FSQ, VQ and multi-scale VQ wrap vector-quantize-pytorch, whose
+# import (einx -> torch._dynamo) costs ~1.7 s, and the causal tokenizer (LFQ) never needs them. This keeps
+# ``ctvl report`` / ``ctvl encode`` fast to start.
+_HOMES: dict[str, tuple[str, str]] = {
+    "fsq": ("fsq", "FSQ"),
+    "lfq": ("lfq", "LFQ"),
+    "group_lfq": ("group_lfq", "GroupLFQ"),
+    "vq": ("vq", "VQ"),
+    "msrvq": ("msrvq", "MultiScaleResidualVQ"),
 }
+_BY_CLASS = {cls: (mod, cls) for mod, cls in _HOMES.values()}
+
+
+def _load(module: str, name: str) -> type[Quantizer]:
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+class _Registry(dict):
+    """``QUANTIZERS``: kind -> class, each class imported on first access."""
+
+    def __getitem__(self, kind: str) -> type[Quantizer]:
+        return _load(*_HOMES[kind])
+
+    def values(self):  # type: ignore[override]
+        return [self[k] for k in self]
+
+    def items(self):  # type: ignore[override]
+        return [(k, self[k]) for k in self]
+
+
+QUANTIZERS: dict[str, type[Quantizer]] = _Registry.fromkeys(_HOMES)  # type: ignore[assignment]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BY_CLASS:
+        return _load(*_BY_CLASS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_quantizer(kind: str, dim: int, **kwargs: Any) -> Quantizer:
