@@ -157,6 +157,12 @@ class ReportTask(TrainTask):
             }
             micro += 1
 
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        """The LM's decoder layers: FSDP units and activation-checkpointing blocks."""
+        from ctvl.report.model import decoder_layers
+
+        return decoder_layers(model.lm)
+
     def loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
         out = model(batch["codes"], batch["targets"], batch["labels"])
         metrics = {k: v for k, v in out.items() if k != "loss"}

@@ -26,6 +26,7 @@ from ctvl.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+STRATEGIES = ("ddp", "fsdp")
 FREE_FORM_SECTIONS = ("model", "data")
 
 
@@ -52,6 +53,8 @@ class TrainConfig:
     keep_last: int = 3  # keep only the newest K checkpoints
     log_every: int = 10  # write a metrics.jsonl record every N steps (and at the last step)
     init_from: str | None = None  # start from these weights (checkpoint, run folder or bundle); null = fresh
+    strategy: str = "ddp"  # ddp (every rank holds the whole model) | fsdp (FSDP2: weights, grads, AdamW sharded)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward (the task's blocks)
     model: dict[str, Any] = field(default_factory=dict)  # free-form: interpreted by the task
     data: dict[str, Any] = field(default_factory=dict)  # free-form: interpreted by the task
 
@@ -123,6 +126,14 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"'precision' must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
     if cfg.device not in DEVICES:
         raise ConfigError(f"'device' must be one of {', '.join(DEVICES)}, got '{cfg.device}'")
+    if cfg.strategy not in STRATEGIES:
+        raise ConfigError(f"'strategy' must be one of {', '.join(STRATEGIES)}, got '{cfg.strategy}'")
+    if cfg.strategy == "fsdp" and cfg.ema_decay is not None:
+        raise ConfigError("'ema_decay' is not supported with strategy fsdp (an EMA copy would be unsharded); "
+                          "set ema_decay: null or strategy: ddp")
+    if cfg.strategy == "fsdp" and cfg.precision == "fp16":
+        raise ConfigError("strategy fsdp trains in fp32 or bf16; fp16 needs a loss scaler over sharded "
+                          "gradients, which ctvl does not run; set precision: bf16")
     if not cfg.run_name or "/" in cfg.run_name:
         raise ConfigError(f"'run_name' must be a non-empty name without '/', got '{cfg.run_name}'")
 
@@ -263,6 +274,10 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     def wrong(expected: str) -> ConfigError:
         return ConfigError(f"'{key}' must be {expected}, got {value!r}", path=source)
 
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
     if base == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

@@ -6,7 +6,12 @@ the last, via ``no_sync``), then: unscale (fp16) -> clip -> AdamW step -> warm-u
 EMA update; extra modules (a discriminator) get their own gradient average and optimiser step.
 Rank 0 writes ``metrics.jsonl``, the progress bar and atomic checkpoints; ``resume=True`` restores
 weights, optimiser, scheduler, scaler, EMA, every rank's RNG and the data position, so a resumed run
-ends with the same weights as an uninterrupted one (same world size).
+ends with the same weights as an uninterrupted one (same world size; another world size is refused).
+
+``strategy: fsdp`` shards the model with FSDP2 instead of wrapping it in DDP (each of the task's
+:meth:`~ctvl.train.task.TrainTask.blocks` one unit; gradients reduce-scattered every micro-batch), and
+``activation_checkpointing`` recomputes those blocks in backward (:mod:`ctvl.train.sharding`). Checkpoints
+hold full, plain-keyed weights either way.
 
 Multi-machine runs need the run folder on a shared filesystem (every rank reads the checkpoint).
 """
@@ -51,6 +56,16 @@ from ctvl.train.metrics_log import MetricsLog, ProgressBar
 from ctvl.train.precision import Precision, resolve_precision
 from ctvl.train.rng import capture_rng_state, derive_seed, restore_rng_state, seed_everything
 from ctvl.train.schedule import build_scheduler, refresh_lr
+from ctvl.train.sharding import (
+    enable_activation_checkpointing,
+    full_model_state,
+    full_optimizer_state,
+    is_sharded,
+    load_full_model_state,
+    load_full_optimizer_state,
+    local_norm,
+    shard_model,
+)
 from ctvl.train.task import TrainTask, to_device
 
 
@@ -147,7 +162,9 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     window_steps = 0  # steps timed by this process in the current window
     try:
         with ProgressBar(cfg.steps, start, cfg.run_name, enabled=ctx.is_main) as bar:
-            notes = [note, *(f"restored {p} (its re-save was interrupted)" for p in restored),
+            single = ("strategy fsdp with one process: nothing to shard, the model trains whole"
+                      if cfg.strategy == "fsdp" and not ctx.is_distributed else None)
+            notes = [note, single, *(f"restored {p} (its re-save was interrupted)" for p in restored),
                      f"resumed from {ckpt}" if ckpt else None]
             for msg in filter(None, notes):
                 bar.note(msg)
@@ -199,6 +216,14 @@ def _build(task: TrainTask, cfg: TrainConfig, ctx: DistContext, precision: Preci
     keep = {id(p) for p in trainable}
     for p in model.parameters():
         p.requires_grad_(id(p) in keep)
+    blocks = task.blocks(model) if (cfg.activation_checkpointing or cfg.strategy == "fsdp") else []
+    if cfg.activation_checkpointing:
+        enable_activation_checkpointing(blocks)
+    if cfg.strategy == "fsdp" and ctx.is_distributed:
+        names = [name for name, p in model.named_parameters() if id(p) in keep]
+        shard_model(model, blocks, ctx, precision)
+        by_name = dict(model.named_parameters())  # sharded: the parameters are new (DTensor) objects
+        trainable = [by_name[name] for name in names]
     extras = dict(task.extra_modules(cfg, model))
     for module in extras.values():
         module.to(ctx.device)
@@ -215,7 +240,7 @@ def _build(task: TrainTask, cfg: TrainConfig, ctx: DistContext, precision: Preci
 
     extra_optimizers = {name: task.extra_optimizer(name, m, cfg) for name, m in extras.items()}
     wrapped: nn.Module = model
-    if ctx.is_distributed:
+    if ctx.is_distributed and not is_sharded(model):
         wrapped = DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
             find_unused_parameters=task.find_unused_parameters,
@@ -233,7 +258,15 @@ def _restore(parts: _Parts, ckpt: Path, ctx: DistContext) -> tuple[int, float, d
     weights, _, state = read_checkpoint(ckpt, map_location="cpu")
     if state is None or "model" not in weights:
         raise ConfigError("checkpoint has no state.pt/model.safetensors; it cannot be resumed", path=ckpt)
-    parts.model.load_state_dict(weights["model"])
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != ctx.world_size:  # the data order and every rank's random state depend on it
+        raise ConfigError(f"checkpoint was written by {saved_world} process(es) but this run has {ctx.world_size}; "
+                          f"resume with torchrun --nproc_per_node {saved_world}, or start a new run", path=ckpt)
+    saved_strategy, strategy = state.get("strategy", "ddp"), "fsdp" if is_sharded(parts.model) else "ddp"
+    if saved_strategy != strategy:  # the optimiser state is keyed differently
+        raise ConfigError(f"checkpoint was trained with strategy {saved_strategy}, this run uses {strategy}; "
+                          f"set strategy: {saved_strategy} to resume it", path=ckpt)
+    load_full_model_state(parts.model, weights["model"])
     if parts.ema is not None and "ema" in weights:
         parts.ema.load_state_dict(weights["ema"], int(state.get("ema_updates", 1)))
     for name, module in parts.extras.items():
@@ -241,12 +274,12 @@ def _restore(parts: _Parts, ckpt: Path, ctx: DistContext) -> tuple[int, float, d
         parts.extra_optimizers[name].load_state_dict(state["extra_optimizers"][name])
         parts.extra_schedulers[name].load_state_dict(state["extra_schedulers"][name])
         refresh_lr(parts.extra_schedulers[name])
-    parts.optimizer.load_state_dict(state["optimizer"])
+    load_full_optimizer_state(parts.model, parts.optimizer, state["optimizer"])
     parts.scheduler.load_state_dict(state["scheduler"])
     refresh_lr(parts.scheduler)
     parts.scaler.load_state_dict(state["scaler"])
     rngs = state["rng"]
-    restore_rng_state(rngs[ctx.rank % len(rngs)])
+    restore_rng_state(rngs[ctx.rank])
     window = {k: list(v.to(ctx.device).unbind(0)) for k, v in state.get("window", {}).items()}
     return int(state["step"]), float(state.get("seconds", 0.0)), window
 
@@ -316,7 +349,7 @@ def _train_step(
 
     scaler.unscale_(parts.optimizer)
     if cfg.grad_clip > 0:
-        sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(parts.trainable, cfg.grad_clip).detach().float()
+        sums["grad_norm"] = local_norm(torch.nn.utils.clip_grad_norm_(parts.trainable, cfg.grad_clip))
     scaler.step(parts.optimizer)
     parts.optimizer.zero_grad(set_to_none=True)
     for name in sorted(ran):
@@ -371,9 +404,11 @@ def _save(
     """
     rngs = gather_objects(capture_rng_state(), ctx)
     open_window = {k: all_reduce_mean(torch.stack(window[k]), ctx).cpu() for k in sorted(window)}
+    model_state = full_model_state(parts.model)  # collectives when sharded: every rank takes part
+    optimizer_state = full_optimizer_state(parts.model, parts.optimizer)
     path = None
     if ctx.is_main:
-        weights = {"model": parts.model.state_dict()}
+        weights = {"model": model_state}
         if parts.ema is not None:
             weights["ema"] = parts.ema.state_dict()
         for name, module in parts.extras.items():
@@ -382,7 +417,8 @@ def _save(
                   "world_size": ctx.world_size, "precision": precision.name}
         state = {
             "step": step, "seconds": seconds, "world_size": ctx.world_size, "rng": rngs,
-            "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
+            "strategy": "fsdp" if is_sharded(parts.model) else "ddp",
+            "optimizer": optimizer_state, "scheduler": parts.scheduler.state_dict(),
             "scaler": parts.scaler.state_dict(),
             "ema_updates": parts.ema.num_updates if parts.ema is not None else 0, "window": open_window,
             "extra_optimizers": {n: o.state_dict() for n, o in parts.extra_optimizers.items()},

@@ -44,6 +44,12 @@ class TrainTask(ABC):
         """
         return [p for p in model.parameters() if p.requires_grad]
 
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        """The model's repeated blocks: FSDP shards each one (gathering one block's weights at a time) and
+        activation checkpointing recomputes each one in backward. Default: none (FSDP shards the model as
+        one unit; activation checkpointing is refused)."""
+        return []
+
     @abstractmethod
     def batches(
         self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0

@@ -11,6 +11,7 @@ import torch
 from ctvl.errors import ConfigError
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
+from ctvl.train.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = ["Heart size is normal.", "Cardiomegaly is present.", "No effusion.", "Bilateral pleural effusion.",
@@ -156,7 +157,9 @@ def test_gpt2_architecture(text):
 @pytest.mark.parametrize("bad", [{"visual": "image"}, {"lm": {"layers": 2}}, {"lm": {"arch": "t5"}},
                                  {"num_beams": 0}, {"aux_label_weight": -1}, {"projector": 2},
                                  {"label_prompt": True}, {"label_prompt": True, "visual": "none", "summary_token": True},
-                                 {"label_threshold": 1.0}])
+                                 {"label_threshold": 1.0}, {"summary_token": True},
+                                 {"summary_token": True, "label_prompt": True, "aux_label_weight": 0.0},
+                                 {"lora": {"rank": 8}}, {"lora": {"r": 0}}, {"lora": {"dropout": 1.0}}, {"lora": 8}])
 def test_bad_model_configs(bad):
     with pytest.raises(ConfigError):
         ReportModelConfig.from_dict(bad)
@@ -173,15 +176,18 @@ def test_paper_config_builds_and_trains_one_step_at_reduced_size(tmp_path):
     raw = load_config(REPO / "configs" / "ctrate-paper-report.yaml")
     assert raw.model["projector_hidden"] == 4096 and raw.model["lm"]["hidden_size"] == 4096
     assert raw.model["reduction"] == {"kind": "none"}
+    assert raw.model["lora"]["r"] == 128 and raw.strategy == "fsdp" and raw.activation_checkpointing
     small = ["model.lm.hidden_size=64", "model.lm.num_hidden_layers=1", "model.lm.num_attention_heads=4",
              "model.lm.num_key_value_heads=2", "model.lm.intermediate_size=128", "model.lm.max_position_embeddings=1024",
-             "model.projector_hidden=256", "model.vocab_size=600", "steps=1", "batch_size=2", "micro_batch_size=1",
+             "model.projector_hidden=256", "model.vocab_size=600", "model.lora.r=8", "steps=1", "batch_size=2", "micro_batch_size=1",
              "precision=fp32", "device=cpu", f"output_dir={tmp_path / 'run'}", f"data.root={art['data']}",
              f"data.tokenizer={art['tokenizer']}", f"data.cache_dir={art['root'] / 'cache'}"]
     cfg = load_config(REPO / "configs" / "ctrate-paper-report.yaml", small)
     result = train(ReportTask(), cfg)
     record = read_metrics(result.metrics_path)[-1]
     assert result.step == 1 and record["loss"] > 0
+    weights = read_checkpoint(result.checkpoint)[0]["model"]
+    assert any("lora_A" in k for k in weights)  # LoRA adapters on the LM (one process: FSDP has nothing to shard)
 
 
 def test_any_local_hf_causal_lm_folder_plugs_in(tmp_path, text):
