@@ -71,12 +71,21 @@ def train_synthesis_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-synthesis.yaml."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
     overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Build the model on the meta device (no data, no weights) and "
+                                 "print parameters and an estimate of memory per GPU; train nothing."),
+    gpus: int = typer.Option(1, "--gpus", help="With --dry-run: number of GPUs (ranks) to estimate for."),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
 ) -> None:
     """Train the text-to-CT generator (latent rectified flow) with the shared training loop."""
     from ctvl.synthesis.task import SynthesisTask
     from ctvl.train import run_training
 
     _, vector = sentence_labeler()
+    if dry_run:
+        from ctvl.commands.dry_run import print_dry_run
+
+        print_dry_run(SynthesisTask(sentence_labels=vector), config, list(overrides or []), gpus, as_json)
+        return
     result = run_training(SynthesisTask(sentence_labels=vector), config, list(overrides or []), resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
         loss = "n/a" if result.loss is None else f"{result.loss:.4g}"

@@ -20,6 +20,10 @@ def train_tokenizer_cmd(
     stage: Optional[int] = typer.Option(None, "--stage", help="Curriculum stage 1|2|3 (must match the config)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
     overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Build the model on the meta device (no data, no weights) and "
+                                 "print parameters and an estimate of memory per GPU; train nothing."),
+    gpus: int = typer.Option(1, "--gpus", help="With --dry-run: number of GPUs (ranks) to estimate for."),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
 ) -> None:
     """Train one curriculum stage of the causal 3D tokenizer (or the slice-wise baseline)."""
     from ctvl.errors import ConfigError
@@ -28,6 +32,11 @@ def train_tokenizer_cmd(
 
     if stage is not None and stage not in (1, 2, 3):
         raise ConfigError(f"--stage must be 1, 2 or 3, got {stage}")
+    if dry_run:
+        from ctvl.commands.dry_run import print_dry_run
+
+        print_dry_run(TokenizerTask(stage), config, list(overrides or []), gpus, as_json)
+        return
     result = run_training(TokenizerTask(stage), config, list(overrides or []), resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         loss = "n/a" if result.loss is None else f"{result.loss:.4g}"

@@ -23,6 +23,8 @@ best. The visual tokens stay in the prompt for what the labels do not say (sizes
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -148,7 +150,9 @@ def apply_lora(lm: nn.Module, settings: dict[str, Any]) -> nn.Module:
     target = settings["target_modules"]
     config = LoraConfig(r=int(settings["r"]), lora_alpha=float(settings["alpha"]), lora_dropout=float(settings["dropout"]),
                         target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
-    model = get_peft_model(lm, config)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = get_peft_model(lm, config)
     if settings["train_embeddings"]:
         model.get_input_embeddings().weight.requires_grad_(True)
         out = model.get_output_embeddings()
@@ -157,9 +161,12 @@ def apply_lora(lm: nn.Module, settings: dict[str, Any]) -> nn.Module:
     return model
 
 
-def build_lm(config: ReportModelConfig, text: ReportTextTokenizer) -> nn.Module:
-    """The causal LM (LoRA-wrapped when ``config.lora``): from ``lm_path`` or built from ``lm``."""
-    lm = _base_lm(config, text)
+def build_lm(config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> nn.Module:
+    """The causal LM (LoRA-wrapped when ``config.lora``): from ``lm_path`` or built from ``lm``.
+
+    ``pretrained=False`` builds an ``lm_path`` model from its config.json alone, without its weights (dry runs).
+    """
+    lm = _base_lm(config, text, pretrained)
     return apply_lora(lm, config.lora) if config.lora is not None else lm
 
 
@@ -169,12 +176,13 @@ def decoder_layers(lm: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def _base_lm(config: ReportModelConfig, text: ReportTextTokenizer) -> nn.Module:
+def _base_lm(config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> nn.Module:
     if config.lm_path:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         try:
-            lm = AutoModelForCausalLM.from_pretrained(config.lm_path, local_files_only=True)
+            lm = (AutoModelForCausalLM.from_pretrained(config.lm_path, local_files_only=True) if pretrained else
+                  AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config.lm_path, local_files_only=True)))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load the causal LM: {str(exc).splitlines()[0]}", path=config.lm_path) from None
         lm.resize_token_embeddings(text.vocab_size)
@@ -225,10 +233,10 @@ class ReportModel(nn.Module):
         text: the text tokenizer (its vocabulary size sizes the LM).
     """
 
-    def __init__(self, config: ReportModelConfig, text: ReportTextTokenizer) -> None:
+    def __init__(self, config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> None:
         super().__init__()
         self.config, self.text = config, text
-        self.lm = build_lm(config, text)
+        self.lm = build_lm(config, text, pretrained)
         width = int(self.lm.get_input_embeddings().embedding_dim)
         self.visual: VisualEncoder | None = None
         if config.visual == "tokenizer":

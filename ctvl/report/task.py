@@ -157,6 +157,45 @@ class ReportTask(TrainTask):
             }
             micro += 1
 
+    def dry_model(self, cfg: TrainConfig) -> nn.Module:
+        """The configured model without data: a placeholder BPE sized to ``model.vocab_size`` (or the
+        ``lm_path`` tokenizer), the tokenizer's channels when its bundle loads, no LM weights."""
+        from ctvl.tokenizers.causal3d.bundle import token_channels
+
+        mc = ReportModelConfig.from_dict(dict(cfg.model))
+        self.dry_notes = []
+        if mc.visual == "tokenizer":
+            mc.visual_dim, note = token_channels(self._data(cfg)["tokenizer"], mc.visual_dim)
+            self.dry_notes += [note] if note else []
+        if mc.lm_path:
+            text: Any = ReportTextTokenizer.from_pretrained_lm(mc.lm_path)
+        else:
+            text = _SizedText(ReportTextTokenizer.train(_DRY_CORPUS, vocab_size=mc.vocab_size), mc.vocab_size)
+        self.model_config, self.text = mc, text
+        return ReportModel(mc, text, pretrained=False)
+
+    def activation_bytes(self, cfg: TrainConfig, model: nn.Module, micro_batch: int) -> int | None:
+        """Analytic LM activations at the longest sequence the config allows (``model.lm.max_position_embeddings``)."""
+        from ctvl.train.dry_run import compute_bytes, lm_activation_bytes
+
+        lm = model.lm.get_base_model() if hasattr(model.lm, "get_base_model") else model.lm
+        c = lm.config
+        hidden = int(c.hidden_size)
+        heads = int(c.num_attention_heads)
+        kv = int(getattr(c, "num_key_value_heads", None) or heads) * hidden // heads
+        inter = int(getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * hidden)
+        mc = self.model_config or ReportModelConfig.from_dict(dict(cfg.model))
+        tokens = int(mc.lm["max_position_embeddings"])
+        self.dry_notes = [*getattr(self, "dry_notes", []),
+                          f"activations at {tokens} tokens per sequence (model.lm.max_position_embeddings), logits included"]
+        lora = mc.lora
+        return lm_activation_bytes(
+            layers=int(c.num_hidden_layers), hidden=hidden, kv_hidden=kv, intermediate=inter,
+            vocab=int(c.vocab_size), tokens=tokens, batch=micro_batch,
+            value_bytes=compute_bytes(cfg), checkpointing=cfg.activation_checkpointing,
+            lora_dropout=bool(lora and float(lora["dropout"]) > 0),
+        )
+
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The LM's decoder layers: FSDP units and activation-checkpointing blocks."""
         from ctvl.report.model import decoder_layers
@@ -179,6 +218,19 @@ class ReportTask(TrainTask):
             "preprocessing": tok.spec.to_dict() if tok is not None else None,
             "training_data": self.training_data,
         }
+
+
+_DRY_CORPUS = ["No pleural effusion.", "Moderate right pleural effusion and cardiomegaly.", "Lungs are clear."] * 4
+
+
+class _SizedText:
+    """A trained BPE that reports the configured vocabulary size (dry runs size the embeddings as training would)."""
+
+    def __init__(self, text: ReportTextTokenizer, vocab_size: int) -> None:
+        self._text, self.vocab_size = text, max(int(vocab_size), text.vocab_size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._text, name)
 
 
 def _default_cache() -> Path:

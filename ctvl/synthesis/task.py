@@ -144,6 +144,15 @@ class SynthesisTask(TrainTask):
         model.set_latent_stats(*self.stats)
         return model
 
+    def dry_model(self, cfg: TrainConfig) -> nn.Module:
+        """The configured generator without data (latent channels from the tokenizer bundle when it loads)."""
+        from ctvl.tokenizers.causal3d.bundle import token_channels
+
+        mc = SynthesisConfig.from_dict(dict(cfg.model))
+        mc.latent_channels, note = token_channels(self._data(cfg)["tokenizer"], mc.latent_channels)
+        self.dry_notes = [note] if note else []
+        return LatentFlowGenerator(config=mc)
+
     def batches(
         self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0
     ) -> Iterator[dict[str, Any]]:

@@ -44,6 +44,15 @@ class TrainTask(ABC):
         """
         return [p for p in model.parameters() if p.requires_grad]
 
+    def dry_model(self, cfg: TrainConfig) -> nn.Module:
+        """The model as configured without reading any data (``--dry-run`` builds it on the meta device).
+        Default: :meth:`build_model`; tasks whose model depends on the data override it."""
+        return self.build_model(cfg)
+
+    def activation_bytes(self, cfg: TrainConfig, model: nn.Module, micro_batch: int) -> int | None:
+        """Estimated activation memory of one micro-batch (``--dry-run``); None when the task cannot say."""
+        return None
+
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The model's repeated blocks: FSDP shards each one (gathering one block's weights at a time) and
         activation checkpointing recomputes each one in backward. Default: none (FSDP shards the model as

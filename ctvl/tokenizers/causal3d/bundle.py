@@ -157,6 +157,15 @@ def load_tokenizer(path: str | Path | None = None, device: str | torch.device = 
     )
 
 
+def token_channels(path: str | Path | None, default: int) -> tuple[int, str | None]:
+    """Token channels D of the tokenizer at ``path`` (for dry runs); ``default`` and a note when it cannot load."""
+    try:
+        with torch.device("cpu"):  # a dry run builds its model under the meta device: load real weights here
+            return int(load_tokenizer(path).model.config.token_channels), None
+    except CtvlError as exc:
+        return default, f"tokenizer not loaded ({str(exc).splitlines()[0]}); {default} token channels from the config"
+
+
 def export_bundle(
     source: str | Path,
     out_dir: str | Path,
