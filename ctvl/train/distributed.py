@@ -121,6 +121,14 @@ def all_reduce_mean(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return out
 
 
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum of a tensor over ranks (a new tensor; the input is not modified)."""
+    out = values.detach().clone()
+    if ctx.is_distributed:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
 def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     """Every rank's picklable ``obj``, indexed by rank (on every rank)."""
     if not ctx.is_distributed:

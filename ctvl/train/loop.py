@@ -323,8 +323,12 @@ def _train_step(
     def add(key: str, value: Any) -> None:
         sums[key] = sums.get(key, 0.0) + _scalar(key, value).to(ctx.device) / accum
 
+    step_batches = [next(batches) for _ in range(accum)] if task.step_hooks else None
+    if step_batches is not None:
+        with precision.autocast():  # statistics under the same autocast as the loss
+            task.begin_step(parts.wrapped, step_batches, step, ctx)
     for micro in range(accum):
-        batch = to_device(next(batches), ctx.device)
+        batch = to_device(step_batches[micro] if step_batches is not None else next(batches), ctx.device)
         sync = micro == accum - 1 or not isinstance(parts.wrapped, DistributedDataParallel)
         with ExitStack() as stack:
             stack.enter_context(nullcontext() if sync else parts.wrapped.no_sync())
@@ -365,6 +369,8 @@ def _train_step(
     parts.scheduler.step()
     for scheduler in parts.extra_schedulers.values():
         scheduler.step()
+    if task.step_hooks:
+        task.end_step(parts.wrapped, step, ctx)
     if parts.ema is not None:
         parts.ema.update(parts.model)
     return sums

@@ -32,6 +32,7 @@ class TrainTask(ABC):
 
     name: ClassVar[str] = "task"  # stored in the checkpoint's config.json
     find_unused_parameters: ClassVar[bool] = False  # passed to DDP; True if some steps skip parameters
+    step_hooks: ClassVar[bool] = False  # True: the loop calls begin_step (with the step's micro-batches) and end_step
 
     @abstractmethod
     def build_model(self, cfg: TrainConfig) -> nn.Module:
@@ -52,6 +53,14 @@ class TrainTask(ABC):
     def activation_bytes(self, cfg: TrainConfig, model: nn.Module, micro_batch: int) -> int | None:
         """Estimated activation memory of one micro-batch (``--dry-run``); None when the task cannot say."""
         return None
+
+    def begin_step(self, model: nn.Module, micro_batches: list[Any], step: int, ctx: Any) -> None:
+        """Before an optimiser step (only with ``step_hooks``): this rank's micro-batches of the step (on the
+        CPU, as ``batches`` yields them) and the :class:`~ctvl.train.distributed.DistContext`, for statistics
+        that must cover the whole step on every rank (the LFQ batch entropy)."""
+
+    def end_step(self, model: nn.Module, step: int, ctx: Any) -> None:
+        """After the optimiser steps of ``step`` (only with ``step_hooks``; every rank calls it)."""
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The model's repeated blocks: FSDP shards each one (gathering one block's weights at a time) and

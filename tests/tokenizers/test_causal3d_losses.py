@@ -58,4 +58,6 @@ def test_adversarial_terms_with_lecam_and_r1() -> None:
     disc_grads = [p.grad for p in crit.discriminator.parameters()]
     assert all(g is not None for g in disc_grads)
     assert recon.grad is None  # the discriminator step never reaches the generator
-    assert float(crit.lecam_real) != 0.0  # EMA anchors moved
+    assert float(crit.lecam_real) == 0.0  # the anchors move once per optimiser step, not per batch
+    crit.update_anchors()
+    assert float(crit.lecam_real) == pytest.approx(0.001 * float(dlogs1["d_real"]), rel=1e-5)  # EMA anchors moved

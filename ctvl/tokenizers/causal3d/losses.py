@@ -14,7 +14,7 @@ the same losses serve single slices, short excerpts and long crops.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,7 @@ class TokenizerLoss(nn.Module):
             )
             self.register_buffer("lecam_real", torch.zeros(()))
             self.register_buffer("lecam_fake", torch.zeros(()))
+        self._pending: list[torch.Tensor] = []  # (sum real, n real, sum fake, n fake) per discriminator batch
 
     def gan_active(self, step: int | None) -> bool:
         """Whether the adversarial terms are on at ``step`` (None: always, if configured)."""
@@ -139,11 +140,9 @@ class TokenizerLoss(nn.Module):
             "d_real": float(d_real.mean().detach()),
             "d_fake": float(d_fake.mean().detach()),
         }
-        if cfg.lecam_weight > 0:
-            with torch.no_grad():  # EMA anchors of the mean logits
-                decay = cfg.lecam_decay
-                self.lecam_real.mul_(decay).add_((1 - decay) * d_real.mean())
-                self.lecam_fake.mul_(decay).add_((1 - decay) * d_fake.mean())
+        if cfg.lecam_weight > 0:  # anchors as of the step's start; this batch joins them in update_anchors
+            self._pending.append(torch.stack([d_real.detach().sum(), d_real.new_tensor(float(d_real.numel())),
+                                              d_fake.detach().sum(), d_fake.new_tensor(float(d_fake.numel()))]).float())
             lecam = F.relu(d_real - self.lecam_fake).pow(2).mean() + F.relu(self.lecam_real - d_fake).pow(2).mean()
             loss = loss + cfg.lecam_weight * lecam
             logs["lecam"] = float(lecam.detach())
@@ -153,6 +152,20 @@ class TokenizerLoss(nn.Module):
             loss = loss + 0.5 * cfg.r1_weight * r1
             logs["r1"] = float(r1.detach())
         return loss, logs
+
+    def update_anchors(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Move the LeCAM EMA anchors once, by the mean logits of every discriminator batch since the last
+        call (the training task calls it once per optimiser step, ``reduce_sum`` summing over ranks), so the
+        anchors follow the whole step's batch whatever the number of ranks and micro-batches."""
+        if not self._pending:
+            return
+        total = torch.stack(self._pending).sum(0)  # (4,)
+        self._pending = []
+        if reduce_sum is not None:
+            total = reduce_sum(total.to(self.lecam_real.device))
+        decay = self.config.lecam_decay
+        self.lecam_real.mul_(decay).add_((1 - decay) * total[0] / total[1])
+        self.lecam_fake.mul_(decay).add_((1 - decay) * total[2] / total[3])
 
     def forward(
         self, x: torch.Tensor, recon: torch.Tensor, aux_loss: torch.Tensor | float = 0.0, step: int | None = None

@@ -31,7 +31,7 @@ from ctvl.errors import ConfigError, InputError
 from ctvl.tokenizers.causal3d.decoder import Decoder
 from ctvl.tokenizers.causal3d.encoder import Encoder
 from ctvl.tokenizers.causal3d.haar import frames_to_volume, num_bands, volume_to_frames
-from ctvl.tokenizers.quantizers.base import Quantizer
+from ctvl.tokenizers.quantizers.base import Quantizer, QuantizerOutput
 
 EncodeMode = Literal["causal", "stream", "windowed"]
 
@@ -246,6 +246,11 @@ class Causal3DTokenizer(nn.Module):
         """One-shot decode of quantized latents (B, D, t, h, w) -> (B, C, 1 + f_t (t - 1), f_s h, f_s w)."""
         return frames_to_volume(self.decoder(codes), self.config.temporal)
 
+    def bottleneck(self, x: torch.Tensor, encode_mode: EncodeMode = "causal") -> QuantizerOutput:
+        """Encoder and quantizer of the training forward, without the decoder: ``x`` (B, C, T, H, W) or
+        (B, C, H, W) -> the quantizer's output on the (B, D, t', h', w') latents."""
+        return self.quantizer(self.encode_latents(self.pad(as_volume(x, self.config.in_channels)), encode_mode))
+
     def forward(self, x: torch.Tensor, encode_mode: EncodeMode = "causal") -> TokenizerOutput:
         """Reconstruct ``x`` (B, C, T, H, W) or (B, C, H, W) through the quantized bottleneck (training).
 
@@ -254,8 +259,7 @@ class Causal3DTokenizer(nn.Module):
         image = x.dim() == 4
         x = as_volume(x, self.config.in_channels)
         t, h, w = x.shape[2:]
-        z = self.encode_latents(self.pad(x), encode_mode)  # (B, D, t', h', w')
-        q = self.quantizer(z)
+        q = self.bottleneck(x, encode_mode)
         recon = self.decode_codes(q.quantized)[:, :, :t, :h, :w]  # (B, C, T, H, W)
         if image:
             recon = recon[:, :, 0]

@@ -42,6 +42,9 @@ from ctvl.tokenizers.causal3d.losses import TokenizerLoss, TokenizerLossConfig
 from ctvl.tokenizers.causal3d.model import Causal3DConfig, Causal3DTokenizer
 from ctvl.tokenizers.causal3d.slicewise import slicewise_config
 from ctvl.train import TrainConfig, TrainTask, sample_indices, unwrap
+from ctvl.train.distributed import all_reduce_sum
+from ctvl.train.rng import capture_rng_state, restore_rng_state
+from ctvl.train.task import to_device
 
 
 @dataclasses.dataclass
@@ -112,6 +115,7 @@ class TokenizerTask(TrainTask):
     """
 
     name = "tokenizer"
+    step_hooks = True  # the LFQ batch entropy and the LeCAM anchors cover the whole step (begin_step, end_step)
 
     def __init__(self, stage: int | None = None) -> None:
         self.stage_arg = stage
@@ -193,6 +197,9 @@ class TokenizerTask(TrainTask):
         else:
             tok.encoder.eval()
             tok.quantizer.eval()
+        stats = getattr(tok.quantizer, "batch_stats", None)
+        if stats is not None:
+            stats.new_micro_batch()
         x = batch["volume"]  # (B, 1, L, H, W)
         out = model(x, encode_mode=self.plan.encode_mode)
         loss, logs = self.criterion.generator_loss(x, out.recon, out.aux_loss, step)
@@ -214,6 +221,36 @@ class TokenizerTask(TrainTask):
         if self.criterion.discriminator is not None:
             self._gan_pair = (x.detach(), out.recon.detach())
         return loss, metrics
+
+    def begin_step(self, model: nn.Module, micro_batches: list[Any], step: int, ctx: Any) -> None:
+        """Collect the step's LFQ code distribution over every micro-batch and rank (encoder and quantizer
+        only, without gradients, RNG state restored after it), so the batch entropy is the whole step's; see
+        :mod:`ctvl.tokenizers.quantizers.batch_entropy`. Nothing to do for one micro-batch on one rank."""
+        tok: Causal3DTokenizer = unwrap(model)
+        stats = getattr(tok.quantizer, "batch_stats", None)
+        if stats is None or self.plan is None or not self.plan.train_encoder:
+            return
+        if ctx.world_size * len(micro_batches) == 1:
+            return
+        rng = capture_rng_state()
+        stats.begin_collect()
+        with torch.no_grad():
+            for batch in micro_batches:  # the quantizer calls of loss(), in its order
+                batch = to_device(batch, ctx.device)
+                stats.new_micro_batch()
+                tok.bottleneck(batch["volume"], self.plan.encode_mode)
+                if "slices" in batch:
+                    tok.bottleneck(batch["slices"])
+        restore_rng_state(rng)
+        stats.finish_collect(lambda t: all_reduce_sum(t, ctx), scale=ctx.world_size * len(micro_batches))
+
+    def end_step(self, model: nn.Module, step: int, ctx: Any) -> None:
+        """Back to per-batch statistics; move the LeCAM anchors once by the whole step's logits."""
+        stats = getattr(unwrap(model).quantizer, "batch_stats", None)
+        if stats is not None:
+            stats.clear()
+        if self.criterion is not None:
+            self.criterion.update_anchors(lambda t: all_reduce_sum(t, ctx))
 
     def extra_loss(self, name: str, module: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict] | None:
         assert self.criterion is not None

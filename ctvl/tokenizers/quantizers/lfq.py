@@ -36,6 +36,7 @@ from ctvl.tokenizers.quantizers.base import (
     full_precision,
     to_tokens,
 )
+from ctvl.tokenizers.quantizers.batch_entropy import GlobalBatchEntropy
 
 
 def bit_table(bits: int, device: torch.device | None = None) -> torch.Tensor:
@@ -161,6 +162,7 @@ class LFQ(Quantizer):
         self.diversity_gamma = diversity_gamma
         self.inv_temperature = inv_temperature
         self.entropy_groups = split_bits(bits, entropy_max_group_bits)
+        self.batch_stats = GlobalBatchEntropy()  # the training task shares the batch term over ranks and micro-batches
 
     @property
     def codebook_size(self) -> int:
@@ -179,11 +181,12 @@ class LFQ(Quantizer):
         Returns:
             (per-sample entropy, batch entropy, per_sample - γ·batch), scalars in nats.
         """
-        per_sample, batch = z.new_zeros(()), z.new_zeros(())
+        per_sample, avgs = z.new_zeros(()), []
         for chunk in torch.split(z, self.entropy_groups, dim=-1):
             ps, avg = lfq_entropy_terms(chunk[:, None, :], self.inv_temperature)  # (N, 1), (1, 2^b)
             per_sample = per_sample + ps.mean()  # bits are independent given z: entropies add
-            batch = batch + entropy(avg).sum()
+            avgs.append(avg[0])
+        batch = self.batch_stats.batch_entropy(avgs, z.shape[0])  # this call's batch, or the whole step's
         return per_sample, batch, per_sample - self.diversity_gamma * batch
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
