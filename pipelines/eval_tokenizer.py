@@ -157,7 +157,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     """The reconstruction table as markdown."""
     n = len(results["phantom_cases"])
     lines = [
-        f"| model | tokens | latent values / volume | phantom PSNR (dB) | phantom SSIM | real CT PSNR (dB) | real CT SSIM |",
+        "| model | tokens | latent values / volume | phantom PSNR (dB) | phantom SSIM | real CT PSNR (dB) | real CT SSIM |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results["models"].items():

@@ -11,7 +11,7 @@ Steps (each skipped when already done, so re-running continues where it stopped)
    ``configs/phantom-cpu-report.yaml`` (3D tokenizer), ``-slicewise.yaml`` (2D slice-wise tokenizer),
    ``-textonly.yaml`` (no visual input), each ``ctvl train report`` in its own process;
 4. the diagnosis-prompt threshold of each visual model chosen on its *training* scans
-   (:mod:`ctvl.report.calibrate`), each model exported as a bundle with it (``bundles/<variant>``);
+   (:mod:`ctvl.eval.calibrate`), each model exported as a bundle with it (``bundles/<variant>``);
 5. ``ctvl eval run`` of each bundle on the held-out split: clinical F1 (dataset labels), BLEU/ROUGE-L/CIDEr
    (reference: findings + impression), duplicate fraction, mean length vs the references;
 6. ``comparison.md`` / ``comparison.json``, the model card, and the 3D model exported as a bundle,
@@ -129,7 +129,7 @@ def calibrate_and_export(names: list[str], facts: dict[str, Any], data: Path, ou
     Adds ``calibration`` (threshold, macro F1 per candidate) and ``bundle`` to ``facts[name]``.
     """
     from ctvl.report.bundle import export_report_bundle, load_report_model
-    from ctvl.report.calibrate import calibrate_on_split
+    from ctvl.eval.calibrate import calibrate_on_split
 
     for name in names:
         run_dir = facts[name]["run_dir"]
@@ -234,7 +234,7 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
            "and `<findings>`, one per CT-RATE label, each saying present or absent. In training they carry the "
            "ground-truth labels, so the LM learns to write what they say; at inference they carry the visual label "
            f"head (pooled conv features) thresholded at {mc['label_threshold']}, the threshold with the best macro-F1 "
-           "on the *training* scans (`ctvl.report.calibrate`; held-out scans never used). The visual tokens stay "
+           "on the *training* scans (`ctvl.eval.calibrate`; held-out scans never used). The visual tokens stay "
            "in the prompt for what the labels do not say (sides, sizes, severity)."] if mc.get("label_prompt") else []),
         "",
         "**Use:** `ctvl report SCAN [--json]` (NIfTI, NRRD, MetaImage or DICOM). Trained on procedural phantoms only: it is a",

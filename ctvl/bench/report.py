@@ -60,6 +60,7 @@ def warm(scan: str, model: str | None, threads: int, repeats: int) -> dict[str, 
     import torch
 
     torch.set_num_threads(threads)
+    from ctvl.eval.labeler import ReportLabeler
     from ctvl.report.bundle import load_report_model
     from ctvl.report.generate import ReportGenerator, generate_report, read_scan
 
@@ -69,9 +70,9 @@ def warm(scan: str, model: str | None, threads: int, repeats: int) -> dict[str, 
     runs = []
     for _ in range(repeats):
         began = time.perf_counter()
-        generate_report(scan, loaded)
+        generate_report(scan, loaded, labeler=ReportLabeler())
         runs.append(time.perf_counter() - began)
-    gen = ReportGenerator(loaded)
+    gen = ReportGenerator(loaded, labeler=ReportLabeler())
     t: dict[str, float] = {}
     mark = time.perf_counter()
     volume = read_scan(scan)

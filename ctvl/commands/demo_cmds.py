@@ -27,6 +27,7 @@ def demo(
     """Phantom chest CT -> NIfTI -> `ctvl info` -> `ctvl report` (with the ground truth) -> the viewer."""
     from ctvl.data.phantom import render_case
     from ctvl.io import info, write_nifti
+    from ctvl.eval.labeler import ReportLabeler
     from ctvl.report.generate import generate_report
 
     case = render_case(seed, shape=DEMO_SHAPE, spacing=DEMO_SPACING)
@@ -35,7 +36,7 @@ def demo(
     typer.echo(json.dumps(info(path), indent=2))
     typer.echo(f"\n$ ctvl report {path}")
     began = time.perf_counter()
-    result = generate_report(path)
+    result = generate_report(path, labeler=ReportLabeler())
     typer.echo(result["report"])
     positives = [name for name, v in result["labels"].items() if v]
     typer.echo("\nLabels read from the report: " + (", ".join(positives) if positives else "none of the 18"))

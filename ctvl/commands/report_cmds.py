@@ -21,9 +21,10 @@ def report_cmd(
     series: Optional[str] = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
 ) -> None:
     """Write a radiology report for a chest CT with the model's stored preprocessing."""
+    from ctvl.eval.labeler import ReportLabeler
     from ctvl.report.generate import generate_report
 
-    result = generate_report(scan, model, num_beams=beams, max_new_tokens=max_new_tokens, series=series)
+    result = generate_report(scan, model, labeler=ReportLabeler(), num_beams=beams, max_new_tokens=max_new_tokens, series=series)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

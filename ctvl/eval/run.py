@@ -218,6 +218,7 @@ def run_eval(
         InputError: no such dataset/split, no reports CSV, or a bad model bundle.
     """
     from ctvl.data.datasets import scan_ctrate
+    from ctvl.eval.labeler import ReportLabeler
     from ctvl.report.bundle import load_report_model
     from ctvl.report.generate import ReportGenerator
     from ctvl.train.distributed import barrier, init_distributed, shutdown
@@ -231,7 +232,7 @@ def run_eval(
     ctx = init_distributed("cpu")
     try:
         loaded = load_report_model(model)
-        generator = ReportGenerator(loaded, num_beams, max_new_tokens)
+        generator = ReportGenerator(loaded, labeler=ReportLabeler(), num_beams=num_beams, max_new_tokens=max_new_tokens)
         done = {k for k, row in read_rows(out / PRED_DIR).items() if not row.get("error")}
         barrier(ctx)  # every rank has read the same set before any rank writes
         todo = [r for r in records if r.volume_name not in done]

@@ -117,7 +117,7 @@ def export_report_bundle(
         tokenizer_source: copy the tokenizer from here instead of the source recorded at training (e.g. the
             installed bundle); it must have the same id.
         model_overrides: inference settings of the model config to replace (e.g. ``{"label_threshold": 0.2}``
-            chosen after training by :mod:`ctvl.report.calibrate`); checked like the YAML ``model:`` section.
+            chosen after training by :mod:`ctvl.eval.calibrate`); checked like the YAML ``model:`` section.
 
     Returns:
         The bundle folder.

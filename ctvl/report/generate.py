@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -29,6 +29,18 @@ SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _thre
 _GEOMETRY_SLACK = 1.25  # a value this far outside the training range is worth a warning
 _CROP_SLACK = 1.15  # a centre crop that cuts more than ~13 % of the scan's extent is worth a warning
 _LOADED: dict[str, LoadedReportModel] = {}
+
+
+class TextLabeler(Protocol):
+    """Reads the 18 CT-RATE labels from report text; generation is handed one (``ctvl.eval.labeler.ReportLabeler``)."""
+
+    def label(self, text: str) -> dict[str, int]:
+        """The 18 labels (name -> 0/1) a report's text states."""
+        ...
+
+    def contradictions(self, findings: str, impression: str) -> list[str]:
+        """Labels the impression states but the findings rule out."""
+        ...
 
 
 @dataclass
@@ -124,19 +136,19 @@ class ReportGenerator:
 
     Args:
         loaded: from :func:`load_report_model`.
+        labeler: reads the labels from each generated report (``ctvl.eval.labeler.ReportLabeler()``).
         num_beams: beams (None = the model's config; 1 = greedy).
         max_new_tokens: length limit (None = the model's config).
     """
 
-    def __init__(self, loaded: LoadedReportModel, num_beams: int | None = None, max_new_tokens: int | None = None) -> None:
-        from ctvl.eval.labeler import ReportLabeler
-
+    def __init__(self, loaded: LoadedReportModel, *, labeler: TextLabeler, num_beams: int | None = None,
+                 max_new_tokens: int | None = None) -> None:
         self.loaded = loaded
         self.num_beams = num_beams or loaded.model.config.num_beams
         self.max_new_tokens = max_new_tokens or loaded.model.config.max_new_tokens
         if self.num_beams < 1 or self.max_new_tokens < 1:
             raise InputError("--beams and --max-new-tokens must be >= 1")
-        self.labeler = ReportLabeler()
+        self.labeler = labeler
 
     def scan_warnings(self, volume: Volume) -> list[str]:
         """Reading warnings + geometry checks + the text-only notice for one scan."""
@@ -187,10 +199,14 @@ class ReportGenerator:
         return self.from_codes([self.encode(volume)], [self.scan_warnings(volume)])[0]
 
 
+def _cache_key(bundle: str | Path | None) -> str:
+    return str(Path(bundle).resolve()) if bundle is not None else "<default>"
+
+
 def _loaded(bundle: str | Path | LoadedReportModel | None) -> LoadedReportModel:
     if isinstance(bundle, LoadedReportModel):
         return bundle
-    key = str(Path(bundle).resolve()) if bundle is not None else "<default>"
+    key = _cache_key(bundle)
     if key not in _LOADED:
         _LOADED[key] = load_report_model(bundle)
     return _LOADED[key]
@@ -199,6 +215,8 @@ def _loaded(bundle: str | Path | LoadedReportModel | None) -> LoadedReportModel:
 def generate_report(
     path_or_volume: str | Path | Volume,
     bundle: str | Path | LoadedReportModel | None = None,
+    *,
+    labeler: TextLabeler,
     num_beams: int | None = None,
     max_new_tokens: int | None = None,
     series: str | None = None,
@@ -208,6 +226,7 @@ def generate_report(
     Args:
         path_or_volume: NIfTI / NRRD / MetaImage file, DICOM folder / .zip / .dcm, or a :class:`Volume` in HU.
         bundle: report bundle / run folder, a loaded model, or None for the bundle shipped with ctvl.
+        labeler: reads the labels from the report (``ctvl.eval.labeler.ReportLabeler()``).
         num_beams: 1 = greedy (default: the model's config), > 1 = beam search.
         max_new_tokens: length limit in tokens (default: the model's config).
         series: series of a multi-series DICOM folder.
@@ -217,10 +236,13 @@ def generate_report(
     """
     if isinstance(path_or_volume, Volume):
         loaded, volume = _loaded(bundle), path_or_volume
+    elif isinstance(bundle, LoadedReportModel) or _cache_key(bundle) in _LOADED:  # nothing to overlap the read with
+        loaded, volume = _loaded(bundle), read_scan(path_or_volume, series)
     else:  # read the scan while the model (and transformers, ~3.5 s to import) loads: a cold start overlaps both
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctvl-read") as pool:
             pending = pool.submit(read_scan, path_or_volume, series)
             loaded = _loaded(bundle)
             volume = pending.result()
-    return ReportGenerator(loaded, num_beams, max_new_tokens).report(volume).as_dict()
+    generator = ReportGenerator(loaded, labeler=labeler, num_beams=num_beams, max_new_tokens=max_new_tokens)
+    return generator.report(volume).as_dict()
 

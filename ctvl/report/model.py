@@ -23,8 +23,6 @@ best. The visual tokens stay in the prompt for what the labels do not say (sizes
 
 from __future__ import annotations
 
-import warnings
-
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -34,15 +32,9 @@ from torch import nn
 
 from ctvl.data.labels import NUM_LABELS
 from ctvl.errors import ConfigError
+from ctvl.report.lm import LM_ARCHS, LM_DEFAULTS, build_lm, lora_settings
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.report.visual import ReductionConfig, VisualEncoder
-
-LM_ARCHS = ("llama", "gpt2")
-_LM_DEFAULTS: dict[str, Any] = {
-    "arch": "llama", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
-    "num_key_value_heads": None, "intermediate_size": None, "max_position_embeddings": 1024, "dropout": 0.0,
-}
-
 
 @dataclass
 class ReportModelConfig:
@@ -70,10 +62,10 @@ class ReportModelConfig:
     def __post_init__(self) -> None:
         if self.visual not in ("tokenizer", "none"):
             raise ConfigError(f"model.visual must be 'tokenizer' or 'none', got {self.visual!r}")
-        unknown = sorted(set(self.lm) - set(_LM_DEFAULTS))
+        unknown = sorted(set(self.lm) - set(LM_DEFAULTS))
         if unknown:
-            raise ConfigError(f"unknown model.lm key(s) {unknown}; known: {sorted(_LM_DEFAULTS)}")
-        self.lm = {**_LM_DEFAULTS, **self.lm}
+            raise ConfigError(f"unknown model.lm key(s) {unknown}; known: {sorted(LM_DEFAULTS)}")
+        self.lm = {**LM_DEFAULTS, **self.lm}
         if self.lm["arch"] not in LM_ARCHS:
             raise ConfigError(f"model.lm.arch must be one of {', '.join(LM_ARCHS)}, got {self.lm['arch']!r}")
         self.reduction = ReductionConfig.from_dict(self.reduction).to_dict()
@@ -109,111 +101,6 @@ class ReportModelConfig:
         return asdict(self)
 
 
-LORA_DEFAULTS: dict[str, Any] = {
-    "r": 128,  # the paper's rank
-    "alpha": 256,  # scaling alpha / r = 2
-    "dropout": 0.05,
-    "target_modules": "all-linear",  # peft: every Linear of the LM except its output head
-    "train_embeddings": True,  # input (and tied output) embeddings train too: the report vocabulary is new to the LM
-}
-
-
-def lora_settings(raw: dict[str, Any]) -> dict[str, Any]:
-    """The ``model.lora`` mapping with defaults filled in and values checked.
-
-    Raises:
-        ConfigError: unknown key, rank < 1, alpha <= 0 or dropout outside [0, 1).
-    """
-    if not isinstance(raw, dict):
-        raise ConfigError(f"model.lora must be a mapping (keys {', '.join(LORA_DEFAULTS)}) or null, got {raw!r}")
-    unknown = sorted(set(raw) - set(LORA_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown model.lora key(s) {unknown}; known: {', '.join(LORA_DEFAULTS)}")
-    out = {**LORA_DEFAULTS, **raw}
-    if int(out["r"]) < 1 or not float(out["alpha"]) > 0 or not 0.0 <= float(out["dropout"]) < 1.0:
-        raise ConfigError(f"model.lora needs r >= 1, alpha > 0 and dropout in [0, 1), got {out}")
-    return out
-
-
-def apply_lora(lm: nn.Module, settings: dict[str, Any]) -> nn.Module:
-    """Wrap ``lm`` in peft LoRA adapters; only the adapters (and, if asked, the embeddings) train.
-
-    Args:
-        lm: a ``transformers`` causal LM.
-        settings: :func:`lora_settings` output.
-
-    Returns:
-        The peft model (a drop-in causal LM: same forward, ``generate`` and embeddings).
-    """
-    from peft import LoraConfig, get_peft_model
-
-    target = settings["target_modules"]
-    config = LoraConfig(r=int(settings["r"]), lora_alpha=float(settings["alpha"]), lora_dropout=float(settings["dropout"]),
-                        target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model = get_peft_model(lm, config)
-    if settings["train_embeddings"]:
-        model.get_input_embeddings().weight.requires_grad_(True)
-        out = model.get_output_embeddings()
-        if out is not None:
-            out.weight.requires_grad_(True)
-    return model
-
-
-def build_lm(config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> nn.Module:
-    """The causal LM (LoRA-wrapped when ``config.lora``): from ``lm_path`` or built from ``lm``.
-
-    ``pretrained=False`` builds an ``lm_path`` model from its config.json alone, without its weights (dry runs).
-    """
-    lm = _base_lm(config, text, pretrained)
-    return apply_lora(lm, config.lora) if config.lora is not None else lm
-
-
-def decoder_layers(lm: nn.Module) -> list[nn.Module]:
-    """The LM's repeated transformer blocks (the units FSDP shards and activation checkpointing recomputes)."""
-    layers = [m for m in lm.modules() if type(m).__name__.endswith(("DecoderLayer", "Block")) and m is not lm]
-    return layers
-
-
-def _base_lm(config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> nn.Module:
-    if config.lm_path:
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        try:
-            lm = (AutoModelForCausalLM.from_pretrained(config.lm_path, local_files_only=True) if pretrained else
-                  AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config.lm_path, local_files_only=True)))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load the causal LM: {str(exc).splitlines()[0]}", path=config.lm_path) from None
-        lm.resize_token_embeddings(text.vocab_size)
-        lm.config.pad_token_id, lm.config.eos_token_id = text.pad_id, text.eos_id
-        return lm
-    c = config.lm
-    width, heads = int(c["hidden_size"]), int(c["num_attention_heads"])
-    if width % heads:
-        raise ConfigError(f"model.lm.hidden_size {width} must be divisible by num_attention_heads {heads}")
-    ids = {"bos_token_id": text.bos_id, "eos_token_id": text.eos_id, "pad_token_id": text.pad_id}
-    if c["arch"] == "llama":
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        cfg = LlamaConfig(
-            vocab_size=text.vocab_size, hidden_size=width, num_hidden_layers=int(c["num_hidden_layers"]),
-            num_attention_heads=heads, num_key_value_heads=int(c["num_key_value_heads"] or heads),
-            intermediate_size=int(c["intermediate_size"] or 4 * width),
-            max_position_embeddings=int(c["max_position_embeddings"]), attention_dropout=float(c["dropout"]),
-            tie_word_embeddings=True, **ids,
-        )
-        return LlamaForCausalLM(cfg)
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = GPT2Config(
-        vocab_size=text.vocab_size, n_embd=width, n_layer=int(c["num_hidden_layers"]), n_head=heads,
-        n_inner=int(c["intermediate_size"] or 4 * width), n_positions=int(c["max_position_embeddings"]),
-        resid_pdrop=float(c["dropout"]), embd_pdrop=float(c["dropout"]), attn_pdrop=float(c["dropout"]), **ids,
-    )
-    return GPT2LMHeadModel(cfg)
-
-
 @dataclass
 class Assembled:
     """A left-padded batch ready for the LM."""
@@ -236,7 +123,7 @@ class ReportModel(nn.Module):
     def __init__(self, config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> None:
         super().__init__()
         self.config, self.text = config, text
-        self.lm = build_lm(config, text, pretrained)
+        self.lm = build_lm(lm=config.lm, lm_path=config.lm_path, lora=config.lora, text=text, pretrained=pretrained)
         width = int(self.lm.get_input_embeddings().embedding_dim)
         self.visual: VisualEncoder | None = None
         if config.visual == "tokenizer":

@@ -198,7 +198,7 @@ class ReportTask(TrainTask):
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The LM's decoder layers: FSDP units and activation-checkpointing blocks."""
-        from ctvl.report.model import decoder_layers
+        from ctvl.report.lm import decoder_layers
 
         return decoder_layers(model.lm)
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from ctvl.train.config import TrainConfig, accumulation_steps
+from ctvl.errors import ConfigError
+from ctvl.train.config import TrainConfig, accumulation_steps, load_config
 from ctvl.train.task import TrainTask
 
 GIB = 1024**3
@@ -119,9 +119,6 @@ def lm_activation_bytes(
 
 def dry_run(task: TrainTask, config_path: str, overrides: list[str], world_size: int) -> dict[str, Any]:
     """Load a YAML config (with ``key=value`` overrides) and :func:`estimate` it on ``world_size`` GPUs."""
-    from ctvl.errors import ConfigError
-    from ctvl.train.config import load_config
-
     if world_size < 1:
         raise ConfigError(f"--gpus must be >= 1, got {world_size}")
     return {"config": str(config_path), **estimate(task, load_config(config_path, overrides), world_size)}

@@ -35,37 +35,30 @@ from ctvl.errors import ConfigError
 from ctvl.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
-    read_checkpoint,
     recover_checkpoints,
-    save_checkpoint,
 )
 from ctvl.train.config import TrainConfig, accumulation_steps, load_config
 from ctvl.train.distributed import (
     DistContext,
     average_gradients,
-    barrier,
     all_reduce_mean,
     broadcast_module,
     broadcast_object,
-    gather_objects,
     init_distributed,
     shutdown,
 )
 from ctvl.train.ema import EMA
 from ctvl.train.metrics_log import MetricsLog, ProgressBar
 from ctvl.train.precision import Precision, resolve_precision
-from ctvl.train.rng import capture_rng_state, derive_seed, restore_rng_state, seed_everything
-from ctvl.train.schedule import build_scheduler, refresh_lr
+from ctvl.train.rng import derive_seed, seed_everything
+from ctvl.train.schedule import build_scheduler
 from ctvl.train.sharding import (
     enable_activation_checkpointing,
-    full_model_state,
-    full_optimizer_state,
     is_sharded,
-    load_full_model_state,
-    load_full_optimizer_state,
     local_norm,
     shard_model,
 )
+from ctvl.train.resume import RunParts, restore_run, save_run
 from ctvl.train.task import TrainTask, to_device
 
 
@@ -83,22 +76,6 @@ class TrainResult:
     world_size: int  # number of processes
     precision: str  # precision actually used: fp32 | bf16 | fp16
     device: str  # this rank's device
-
-
-@dataclass
-class _Parts:
-    """Everything built for one run."""
-
-    model: nn.Module  # the plain model
-    wrapped: nn.Module  # DDP wrapper (or the model itself)
-    trainable: list[nn.Parameter]
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    ema: EMA | None
-    extras: dict[str, nn.Module]
-    extra_optimizers: dict[str, torch.optim.Optimizer]
-    extra_schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR]
 
 
 def run_training(
@@ -147,7 +124,7 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     start, elapsed = 0, 0.0
     window: dict[str, list[torch.Tensor]] = {}  # per-step metric values since the last log record
     if ckpt is not None:
-        start, elapsed, window = _restore(parts, ckpt, ctx)
+        start, elapsed, window = restore_run(parts, ckpt, ctx)
         if start > cfg.steps:
             raise ConfigError(f"the newest checkpoint {ckpt} is at step {start}, past steps={cfg.steps};"
                               " raise steps or start a new run")
@@ -187,7 +164,7 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
                     bar.update(done)
                 if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.steps:
                     seconds = elapsed + time.perf_counter() - began
-                    newest = _save(task, cfg, parts, ctx, done, seconds, precision, window)
+                    newest = save_run(task, cfg, parts, ctx, done, seconds, precision, window)
     finally:
         log.close()
     return TrainResult(
@@ -198,7 +175,7 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     )
 
 
-def _build(task: TrainTask, cfg: TrainConfig, ctx: DistContext, precision: Precision, init: bool) -> _Parts:
+def _build(task: TrainTask, cfg: TrainConfig, ctx: DistContext, precision: Precision, init: bool) -> RunParts:
     """Model (seeded identically on every rank), optional init weights, extras, EMA, optimisers."""
     seed_everything(cfg.seed)
     model = task.build_model(cfg)
@@ -245,43 +222,12 @@ def _build(task: TrainTask, cfg: TrainConfig, ctx: DistContext, precision: Preci
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
             find_unused_parameters=task.find_unused_parameters,
         )
-    return _Parts(
+    return RunParts(
         model=model, wrapped=wrapped, trainable=trainable, optimizer=optimizer, scheduler=schedule(optimizer),
         scaler=torch.amp.GradScaler(ctx.device.type, enabled=precision.use_scaler), ema=ema, extras=extras,
         extra_optimizers=extra_optimizers,
         extra_schedulers={name: schedule(opt) for name, opt in extra_optimizers.items()},
     )
-
-
-def _restore(parts: _Parts, ckpt: Path, ctx: DistContext) -> tuple[int, float, dict[str, list[torch.Tensor]]]:
-    """Load a checkpoint into every part; returns (step, elapsed seconds, open metrics window)."""
-    weights, _, state = read_checkpoint(ckpt, map_location="cpu")
-    if state is None or "model" not in weights:
-        raise ConfigError("checkpoint has no state.pt/model.safetensors; it cannot be resumed", path=ckpt)
-    saved_world = int(state.get("world_size", 1))
-    if saved_world != ctx.world_size:  # the data order and every rank's random state depend on it
-        raise ConfigError(f"checkpoint was written by {saved_world} process(es) but this run has {ctx.world_size}; "
-                          f"resume with torchrun --nproc_per_node {saved_world}, or start a new run", path=ckpt)
-    saved_strategy, strategy = state.get("strategy", "ddp"), "fsdp" if is_sharded(parts.model) else "ddp"
-    if saved_strategy != strategy:  # the optimiser state is keyed differently
-        raise ConfigError(f"checkpoint was trained with strategy {saved_strategy}, this run uses {strategy}; "
-                          f"set strategy: {saved_strategy} to resume it", path=ckpt)
-    load_full_model_state(parts.model, weights["model"])
-    if parts.ema is not None and "ema" in weights:
-        parts.ema.load_state_dict(weights["ema"], int(state.get("ema_updates", 1)))
-    for name, module in parts.extras.items():
-        module.load_state_dict(weights[f"extra-{name}"])
-        parts.extra_optimizers[name].load_state_dict(state["extra_optimizers"][name])
-        parts.extra_schedulers[name].load_state_dict(state["extra_schedulers"][name])
-        refresh_lr(parts.extra_schedulers[name])
-    load_full_optimizer_state(parts.model, parts.optimizer, state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    refresh_lr(parts.scheduler)
-    parts.scaler.load_state_dict(state["scaler"])
-    rngs = state["rng"]
-    restore_rng_state(rngs[ctx.rank])
-    window = {k: list(v.to(ctx.device).unbind(0)) for k, v in state.get("window", {}).items()}
-    return int(state["step"]), float(state.get("seconds", 0.0)), window
 
 
 def _batch_stream(task: TrainTask, cfg: TrainConfig, ctx: DistContext, start: int) -> Iterator[Any]:
@@ -312,7 +258,7 @@ def _scalar(key: str, value: Any) -> torch.Tensor:
 
 
 def _train_step(
-    task: TrainTask, cfg: TrainConfig, parts: _Parts, precision: Precision, batches: Iterator[Any],
+    task: TrainTask, cfg: TrainConfig, parts: RunParts, precision: Precision, batches: Iterator[Any],
     step: int, accum: int, ctx: DistContext,
 ) -> dict[str, torch.Tensor]:
     """One optimiser step over ``accum`` micro-batches; returns this rank's step-mean metrics."""
@@ -397,39 +343,3 @@ def _reduce_window(window: dict[str, list[torch.Tensor]], ctx: DistContext) -> d
     means = torch.stack([torch.stack(window[k]).mean() for k in keys])
     values = all_reduce_mean(means, ctx).tolist()
     return dict(zip(keys, values, strict=True))
-
-
-def _save(
-    task: TrainTask, cfg: TrainConfig, parts: _Parts, ctx: DistContext, step: int, seconds: float,
-    precision: Precision, window: dict[str, list[torch.Tensor]],
-) -> Path | None:
-    """Checkpoint after ``step`` steps (rank 0 writes; every rank contributes its RNG state).
-
-    The open metrics window (steps since the last log record, averaged over ranks) is saved too, so
-    the first record after a resume equals the uninterrupted run's.
-    """
-    rngs = gather_objects(capture_rng_state(), ctx)
-    open_window = {k: all_reduce_mean(torch.stack(window[k]), ctx).cpu() for k in sorted(window)}
-    model_state = full_model_state(parts.model)  # collectives when sharded: every rank takes part
-    optimizer_state = full_optimizer_state(parts.model, parts.optimizer)
-    path = None
-    if ctx.is_main:
-        weights = {"model": model_state}
-        if parts.ema is not None:
-            weights["ema"] = parts.ema.state_dict()
-        for name, module in parts.extras.items():
-            weights[f"extra-{name}"] = module.state_dict()
-        config = {"run": cfg.to_dict(), "task": task.export_config(), "task_name": task.name,
-                  "world_size": ctx.world_size, "precision": precision.name}
-        state = {
-            "step": step, "seconds": seconds, "world_size": ctx.world_size, "rng": rngs,
-            "strategy": "fsdp" if is_sharded(parts.model) else "ddp",
-            "optimizer": optimizer_state, "scheduler": parts.scheduler.state_dict(),
-            "scaler": parts.scaler.state_dict(),
-            "ema_updates": parts.ema.num_updates if parts.ema is not None else 0, "window": open_window,
-            "extra_optimizers": {n: o.state_dict() for n, o in parts.extra_optimizers.items()},
-            "extra_schedulers": {n: s.state_dict() for n, s in parts.extra_schedulers.items()},
-        }
-        path = save_checkpoint(cfg.run_dir, step, weights, config, state, cfg.keep_last)
-    barrier(ctx)
-    return path

@@ -30,12 +30,13 @@ def bundle_report_fn(bundle: str | Path | None = None, evidence: bool = True) ->
     Raises:
         CtvlError: the bundle is missing or unreadable.
     """
+    from ctvl.eval.labeler import ReportLabeler
     from ctvl.report.bundle import load_report_model
     from ctvl.report.generate import ReportGenerator
     from ctvl.report.text_tokenizer import format_report
 
     loaded = load_report_model(bundle)
-    generator = ReportGenerator(loaded)
+    generator = ReportGenerator(loaded, labeler=ReportLabeler())
     lock = threading.Lock()  # the model and its thread setting are shared: one scan at a time
 
     def report_fn(volume: Volume) -> ReportOutput:

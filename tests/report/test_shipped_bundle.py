@@ -24,10 +24,11 @@ def test_shipped_bundle_is_self_contained_and_records_its_evaluation():
 
 def test_shipped_bundle_writes_a_full_report_for_a_phantom():
     from ctvl.data.phantom import render_case
+    from ctvl.eval.labeler import ReportLabeler
     from ctvl.report.generate import generate_report
 
     case = render_case(123456)
-    out = generate_report(case.volume)
+    out = generate_report(case.volume, labeler=ReportLabeler())
     assert out["report"].startswith("Findings:") and "Impression:" in out["report"]
     words = len(out["report"].split())
     reference = len((case.findings + " " + case.impression).split())

@@ -19,7 +19,7 @@ import yaml
 from ctvl.data.phantom import write_dataset
 from ctvl.tokenizers.causal3d.task import TokenizerTask
 from ctvl.train import load_config, read_metrics, run_training
-from ctvl.train.distributed import DistContext, init_distributed, shutdown
+from ctvl.train.distributed import init_distributed, shutdown
 from ctvl.train.rng import seed_everything
 from tests.ranks import run_ranks
 

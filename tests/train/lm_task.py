@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ctvl.report.model import apply_lora, decoder_layers, lora_settings
+from ctvl.report.lm import apply_lora, decoder_layers, lora_settings
 from ctvl.train import TrainConfig, TrainTask, sample_indices
 from ctvl.train.rng import derive_seed
 

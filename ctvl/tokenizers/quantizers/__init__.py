@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ctvl.tokenizers.quantizers.base import Quantizer, QuantizerOutput, codebook_stats
@@ -42,20 +43,20 @@ def _load(module: str, name: str) -> type[Quantizer]:
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
-class _Registry(dict):
-    """``QUANTIZERS``: kind -> class, each class imported on first access."""
+class _Registry(Mapping[str, type[Quantizer]]):
+    """``QUANTIZERS``: kind -> class, each class imported on first lookup (a read-only mapping)."""
 
     def __getitem__(self, kind: str) -> type[Quantizer]:
         return _load(*_HOMES[kind])
 
-    def values(self):  # type: ignore[override]
-        return [self[k] for k in self]
+    def __iter__(self) -> Iterator[str]:
+        return iter(_HOMES)
 
-    def items(self):  # type: ignore[override]
-        return [(k, self[k]) for k in self]
+    def __len__(self) -> int:
+        return len(_HOMES)
 
 
-QUANTIZERS: dict[str, type[Quantizer]] = _Registry.fromkeys(_HOMES)  # type: ignore[assignment]
+QUANTIZERS: Mapping[str, type[Quantizer]] = _Registry()
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from ctvl.report.calibrate import GRID, calibrate_on_split, choose_threshold, macro_f1
+from ctvl.eval.calibrate import GRID, calibrate_on_split, choose_threshold, macro_f1
 from tests.report.factory import shared, tiny_config
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ctvl.data.labels import NUM_LABELS
+from ctvl.eval.clinical import clinical_metrics
 
 GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 14))  # 0.05 ... 0.65
 
@@ -30,8 +31,6 @@ def macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
         truth: (N, L) 0/1.
         pred: (N, L) 0/1.
     """
-    from ctvl.eval.clinical import clinical_metrics
-
     names = [str(j) for j in range(np.asarray(truth).shape[1])]
     return float(clinical_metrics(truth, pred, labels=names)["macro_f1"])
 
