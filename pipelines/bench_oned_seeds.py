@@ -3,7 +3,7 @@
     python pipelines/bench_oned_seeds.py                      # ~9 min on 2 cores (12 trainings of ~40 s)
     python pipelines/bench_oned_seeds.py --seeds 0 --steps 50 --train-cases 4   # smoke run
 
-Trains the benchmark's TiTok1D (``ctvl.bench.quantizers.oned_config``: 16 patches of 8 x 8, 8 FSQ tokens
+Trains the benchmark's TiTok1D (``ctvl.bench.oned.oned_config``: 16 patches of 8 x 8, 8 FSQ tokens
 of 10 bits, causal latents, 2 + 2 layers of width 64) on the benchmark's 1D phantom set once per seed and
 variant, in the same run:
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from ctvl.bench.quantizers import BenchConfig, BenchData
+    from ctvl.bench.bench_data import BenchConfig, BenchData
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from ctvl.bench.oned import oned_data
-    from ctvl.bench.quantizers import BenchConfig
+    from ctvl.bench.bench_data import BenchConfig
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]

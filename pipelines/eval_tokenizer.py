@@ -77,11 +77,11 @@ def evaluate(
     Returns:
         (results JSON, images for the montage: ``{"phantom": [(name, input, {model: recon})], "real": ...}``).
     """
-    from ctvl.data.datasets import scan_ctrate
-    from ctvl.data.datasets import load_record_volume
+    from ctvl.data.datasets import load_record_volume, scan_ctrate
     from ctvl.errors import CtvlError
     from ctvl.eval.recon import field_of_view, mean_metrics, recon_metrics, to_unit
     from ctvl.io import read_volume
+    from ctvl.psnr import psnr_from_mse
     from ctvl.tokenizers.causal3d.bundle import load_tokenizer
 
     toks = {name: load_tokenizer(path) for name, path in models.items()}
@@ -119,7 +119,7 @@ def evaluate(
                 slice_se[name] = slice_se.get(name, 0) + err
         if kind == "phantom":
             u = to_unit(x)
-            adjacent.append(float(-10 * torch.log10((u[:, 1:] - u[:, :-1]).pow(2).mean())))
+            adjacent.append(psnr_from_mse(float((u[:, 1:] - u[:, :-1]).pow(2).mean()), data_range=1.0))
         if kind == "real":
             results["real"][label] = {"model_grid_box": [[s.start, s.stop] for s in box], **per_model}
         images[kind].append((label, x, shown, box))
@@ -136,8 +136,8 @@ def evaluate(
         }
         if name in slice_se:  # PSNR of the first slice (its own latent frame in 3D) and of the others
             se = slice_se[name] / len(rows[name]["phantom"])
-            results["models"][name]["phantom_psnr_first_slice"] = float(-10 * torch.log10(se[0]))
-            results["models"][name]["phantom_psnr_other_slices"] = float(-10 * torch.log10(se[1:].mean()))
+            results["models"][name]["phantom_psnr_first_slice"] = psnr_from_mse(float(se[0]), data_range=1.0)
+            results["models"][name]["phantom_psnr_other_slices"] = psnr_from_mse(float(se[1:].mean()), data_range=1.0)
     if adjacent:
         results["phantom_adjacent_slice_psnr"] = float(np.mean(adjacent))
     results["real_skipped"] = skipped

@@ -229,12 +229,13 @@ def adjacent_slice_psnr(z_spacing: float, seeds: tuple[int, ...] = (11, 12, 13),
     import numpy as np
 
     from ctvl.data.phantom import render_case
+    from ctvl.psnr import psnr_from_mse
 
     values = []
     for seed in seeds:
         v = np.clip(render_case(seed, shape=(64, 64, slices), spacing=(6.0, 6.0, z_spacing)).volume.data, -1000, 1000)
         mse = np.mean(((v[:, :, 1:] - v[:, :, :-1]) / 2000.0) ** 2)
-        values.append(-10 * np.log10(mse))
+        values.append(psnr_from_mse(float(mse), data_range=1.0))
     return float(np.mean(values))
 
 

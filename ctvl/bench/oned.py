@@ -17,7 +17,8 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from ctvl.bench.quantizers import BenchConfig, BenchData, batches, phantom_data, psnr
+from ctvl.bench.bench_data import BenchConfig, BenchData, batches, phantom_data
+from ctvl.psnr import psnr_from_mse
 from ctvl.tokenizers.oned import TiTok1D, TiTokConfig, tail_cut_cycle
 
 
@@ -71,7 +72,7 @@ def error_vs_kept(model: TiTok1D, data: torch.Tensor, kept: Sequence[int], batch
     for k in kept:
         se = sum(float(F.mse_loss(model.reconstruct(x, k), x, reduction="sum")) for x in batches(data, batch))
         mse = se / data.numel()
-        rows.append({"kept_tokens": int(k), "mse": mse, "psnr": psnr(mse)})
+        rows.append({"kept_tokens": int(k), "mse": mse, "psnr": psnr_from_mse(mse)})
     return rows
 
 

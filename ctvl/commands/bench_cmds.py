@@ -33,7 +33,8 @@ def quantizers(
     same tiny autoencoder on phantom slices (2D) and slabs (3D): PSNR, codebook usage, perplexity,
     bits per voxel, encode/decode time.
     """
-    from ctvl.bench.quantizers import METHODS, BenchConfig, run_benchmark
+    from ctvl.bench.bench_data import METHODS, BenchConfig
+    from ctvl.bench.quantizers import run_benchmark
     from ctvl.errors import ConfigError
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())

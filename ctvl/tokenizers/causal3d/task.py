@@ -28,6 +28,7 @@ from torch import nn
 
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import ConfigError
+from ctvl.psnr import psnr_from_mse
 from ctvl.tokenizers.causal3d.bundle import KINDS, build_tokenizer, tokenizer_export
 from ctvl.tokenizers.causal3d.curriculum import (
     StagePlan,
@@ -99,11 +100,6 @@ def parse_spec(value: Any) -> PreprocessSpec:
     if base is None:
         raise ConfigError(f"data.preprocessing.preset must be one of {sorted(presets)}")
     return PreprocessSpec.from_dict({**base().to_dict(), **fields})
-
-
-def psnr_from_mse(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
-    """PSNR in dB of a mean squared error over values spanning ``data_range``."""
-    return 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-10))
 
 
 class TokenizerTask(TrainTask):
