@@ -25,14 +25,40 @@ path with an inverse (:meth:`PreprocessSpec.apply_with_state`).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from ctvl.data.transforms import PreprocessSpec
-    from ctvl.io.volume import Volume
+from ctvl.io.volume import Volume
+
+
+class GridSpec(Protocol):
+    """The fields of :class:`ctvl.data.transforms.PreprocessSpec` this module reads.
+
+    A protocol rather than an import: ``PreprocessSpec.apply`` calls this module, so importing the
+    spec here would close a circle. Read-only, as the spec is frozen.
+    """
+
+    @property
+    def orientation(self) -> str: ...
+    @property
+    def spacing(self) -> tuple[float, float, float]: ...
+    @property
+    def window(self) -> tuple[float, float]: ...
+    @property
+    def out_range(self) -> tuple[float, float]: ...
+    @property
+    def size(self) -> tuple[int, int]: ...
+    @property
+    def depth(self) -> int | None: ...
+    @property
+    def depth_multiple(self) -> int: ...
+    @property
+    def pad_value(self) -> float: ...
+    @property
+    def antialias(self) -> bool: ...
+
 
 AXIS_TOL = 1e-6  # relative size of an off-axis affine entry still called zero
 
@@ -91,13 +117,15 @@ def contract(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
     gather-and-add by 5-35x even for 2-tap bands, because the gathers are memory-bound.
     """
     if axis == 0:
-        return (matrix @ x.reshape(x.shape[0], -1)).reshape(matrix.shape[0], *x.shape[1:])
+        return (matrix @ x.reshape(x.shape[0], -1)).reshape(
+            matrix.shape[0], *x.shape[1:]
+        )
     if axis == 1:
         return torch.matmul(matrix, x)
     return x @ matrix.T
 
 
-def apply_axis_aligned(spec: PreprocessSpec, volume: Volume) -> torch.Tensor | None:
+def apply_axis_aligned(spec: GridSpec, volume: Volume) -> torch.Tensor | None:
     """``spec`` applied to an axis-aligned HU volume: the model tensor (1, T, H, W) float32; None if oblique.
 
     Args:
@@ -110,7 +138,9 @@ def apply_axis_aligned(spec: PreprocessSpec, volume: Volume) -> torch.Tensor | N
     data = np.asarray(volume.data)
     # NIfTI data arrive Fortran-ordered: work on the C-ordered transposed view instead of copying.
     flipped = data.flags.f_contiguous and not data.flags.c_contiguous
-    x = torch.from_numpy(np.ascontiguousarray((data.T if flipped else data), dtype=np.float32))
+    x = torch.from_numpy(
+        np.ascontiguousarray((data.T if flipped else data), dtype=np.float32)
+    )
     where = [2, 1, 0] if flipped else [0, 1, 2]  # stored axis k is axis where[k] of x
     mats: dict[int, tuple[int, torch.Tensor | None]] = {}
     n_out = [0, 0, 0]
@@ -124,9 +154,16 @@ def apply_axis_aligned(spec: PreprocessSpec, volume: Volume) -> torch.Tensor | N
         if flip:
             a = a[:, ::-1]
         identity = a.shape[0] == a.shape[1] and np.array_equal(a, np.eye(n_in))
-        mats[where[k]] = (dst, None if identity else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)))
+        mats[where[k]] = (
+            dst,
+            None
+            if identity
+            else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)),
+        )
     pending = {k for k, (_, m) in mats.items() if m is not None}
-    while pending:  # the axis that shrinks the data most goes first: every later product is smaller
+    while (
+        pending
+    ):  # the axis that shrinks the data most goes first: every later product is smaller
         k = min(pending, key=lambda a: mats[a][1].shape[0] / mats[a][1].shape[1])
         x = contract(x, k, mats[k][1])
         pending.discard(k)
@@ -139,12 +176,16 @@ def apply_axis_aligned(spec: PreprocessSpec, volume: Volume) -> torch.Tensor | N
     depth = spec.depth if spec.depth is not None else x.shape[2]
     x = _pad_or_crop(x, (w, h, depth), spec.pad_value)
     if spec.depth is None:
-        target = 1 + spec.depth_multiple * math.ceil((x.shape[2] - 1) / spec.depth_multiple)
+        target = 1 + spec.depth_multiple * math.ceil(
+            (x.shape[2] - 1) / spec.depth_multiple
+        )
         x = torch.nn.functional.pad(x, (0, target - x.shape[2]), value=spec.pad_value)
     return x.permute(2, 1, 0).contiguous()[None]  # (X, Y, Z) → (1, T, H, W)
 
 
-def _pad_or_crop(x: torch.Tensor, size: tuple[int, int, int], value: float) -> torch.Tensor:
+def _pad_or_crop(
+    x: torch.Tensor, size: tuple[int, int, int], value: float
+) -> torch.Tensor:
     """MONAI's ``ResizeWithPadOrCrop``: pad symmetrically (extra voxel at the end), then crop centrally."""
     for axis, want in enumerate(size):
         n = x.shape[axis]
