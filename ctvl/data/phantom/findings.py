@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ctvl.data.phantom.anatomy import Geometry
 from ctvl.data.phantom.descriptors import LOBE_WEIGHT, SIDE_WORD, Finding, airway_lobes, grade, pick_lobes, sides_of
+from ctvl.data.phantom.geometry import Geometry
 from ctvl.data.phantom.trees import LOBE_SIDE, LOBES
 
 __all__ = ["LOBE_WEIGHT", "SAMPLERS", "SIDE_WORD", "STATIONS", "Finding", "sample_findings"]

@@ -8,17 +8,11 @@ in so the lungs make room.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ctvl.data.phantom import csg, sdf
+from ctvl.data.phantom.anatomy import SIDES, Anatomy
 from ctvl.data.phantom.trees import LOBE_SIDE
-
-if TYPE_CHECKING:
-    from ctvl.data.phantom.anatomy import Anatomy
-
-SIDES = {"R": 1.0, "L": -1.0}  # sign of x for each side (RAS: right is +x)
 
 
 class Geometry:

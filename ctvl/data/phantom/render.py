@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctvl.data.labels import CTRATE_LABELS
-from ctvl.data.phantom.anatomy import Anatomy, Geometry, sample_anatomy
+from ctvl.data.phantom.anatomy import Anatomy
 from ctvl.data.phantom.findings import Finding, sample_findings
+from ctvl.data.phantom.geometry import Geometry
 from ctvl.data.phantom.lesions import lesion_ops
 from ctvl.data.phantom.prevalence import ORDER, sample_labels
 from ctvl.data.phantom.raster import Scene, default_spacing, grid_affine, rasterise
 from ctvl.data.phantom.reports import write_report
+from ctvl.data.phantom.sampling import sample_anatomy
 from ctvl.data.phantom.scene import anatomy_scene
 from ctvl.data.phantom.trees import LOBES
 from ctvl.errors import ConfigError

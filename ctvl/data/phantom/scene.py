@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ctvl.data.phantom import csg, sdf
-from ctvl.data.phantom.anatomy import SIDES, Geometry
+from ctvl.data.phantom.anatomy import SIDES
+from ctvl.data.phantom.geometry import Geometry
 from ctvl.data.phantom.raster import Region, Scene
 from ctvl.data.phantom.trees import LOBES, Tree
 

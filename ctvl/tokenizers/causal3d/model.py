@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +31,8 @@ from ctvl.errors import ConfigError, InputError
 from ctvl.tokenizers.causal3d.decoder import Decoder
 from ctvl.tokenizers.causal3d.encoder import Encoder
 from ctvl.tokenizers.causal3d.haar import frames_to_volume, num_bands, volume_to_frames
+from ctvl.tokenizers.causal3d.streaming import EncodeMode, encode_windowed, iter_decode, iter_encode
 from ctvl.tokenizers.quantizers.base import Quantizer, QuantizerOutput
-
-EncodeMode = Literal["causal", "stream", "windowed"]
 
 
 @dataclass
@@ -235,8 +234,6 @@ class Causal3DTokenizer(nn.Module):
             (B, D, 1 + (T - 1) / f_t, H / f_s, W / f_s).
         """
         if mode == "windowed":
-            from ctvl.tokenizers.causal3d.streaming import encode_windowed
-
             return encode_windowed(self, x)
         if mode != "causal":
             raise ValueError(f"training encode mode must be 'causal' or 'windowed', got {mode!r}")
@@ -266,9 +263,7 @@ class Causal3DTokenizer(nn.Module):
         return TokenizerOutput(recon, q.quantized, q.indices, q.aux_loss, q.stats)
 
     # ---------------------------------------------------------------------------------------- inference
-    def encode(
-        self, x: torch.Tensor, mode: EncodeMode = "windowed", chunk: int | None = None
-    ) -> Tokens:
+    def encode(self, x: torch.Tensor, mode: EncodeMode = "windowed", chunk: int | None = None) -> Tokens:
         """Tokenize a volume with memory that does not grow with depth (no_grad, eval mode).
 
         Args:
@@ -280,8 +275,6 @@ class Causal3DTokenizer(nn.Module):
         Returns:
             :class:`Tokens` with codes (B, D, t, h, w) and indices (B, t, h, w).
         """
-        from ctvl.tokenizers.causal3d.streaming import iter_encode
-
         x = as_volume(x, self.config.in_channels)
         shape = tuple(x.shape[2:])
         codes, indices = [], []
@@ -308,8 +301,6 @@ class Causal3DTokenizer(nn.Module):
         Returns:
             (B, C, T, H, W) reconstruction in the input's value range.
         """
-        from ctvl.tokenizers.causal3d.streaming import iter_decode
-
         if isinstance(tokens, Tokens):
             shape = shape or tokens.shape
             tokens = tokens.codes

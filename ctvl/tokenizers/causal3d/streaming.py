@@ -16,7 +16,7 @@ Working memory depends on the chunk / window size and the in-plane size, never o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,43 @@ import torch.nn.functional as F
 from ctvl.errors import InputError
 from ctvl.tokenizers.causal3d.conv import CausalCache
 from ctvl.tokenizers.causal3d.haar import frames_to_volume, volume_to_frames
+from ctvl.tokenizers.quantizers.base import Quantizer
 
-if TYPE_CHECKING:
-    from ctvl.tokenizers.causal3d.model import Causal3DTokenizer, EncodeMode
+EncodeMode = Literal["causal", "stream", "windowed"]
+
+
+class StreamConfig(Protocol):
+    """The config fields the streaming paths read (a :class:`~ctvl.tokenizers.causal3d.model.Causal3DConfig`)."""
+
+    @property
+    def temporal(self) -> bool: ...
+    @property
+    def time_factor(self) -> int: ...
+    @property
+    def space_factor(self) -> int: ...
+    @property
+    def window_latents(self) -> int: ...
+    @property
+    def token_channels(self) -> int: ...
+    @property
+    def pad_value(self) -> float: ...
+
+
+class StreamModel(Protocol):
+    """What the streaming paths need of :class:`~ctvl.tokenizers.causal3d.model.Causal3DTokenizer`.
+
+    A protocol rather than an import, so the model can import this module at the top.
+    """
+
+    @property
+    def config(self) -> StreamConfig: ...
+    @property
+    def quantizer(self) -> Quantizer: ...
+    def encoder(self, frames: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor: ...
+    def decoder(self, codes: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor: ...
+    def padded_shape(self, t: int, h: int, w: int) -> tuple[int, int, int]: ...
+    def pad(self, x: torch.Tensor) -> torch.Tensor: ...
+    def encode_latents(self, x: torch.Tensor, mode: EncodeMode = "causal") -> torch.Tensor: ...
 
 
 def slab(x: torch.Tensor, start: int, stop: int, padded: tuple[int, int, int], pad_value: float) -> torch.Tensor:
@@ -72,9 +106,7 @@ def window_plan(depth: int, time_factor: int, window_latents: int = 1) -> list[t
     return plan
 
 
-def _iter_windows(
-    model: Causal3DTokenizer, x: torch.Tensor, windows_per_batch: int | None
-) -> Iterator[torch.Tensor]:
+def _iter_windows(model: StreamModel, x: torch.Tensor, windows_per_batch: int | None) -> Iterator[torch.Tensor]:
     """Latents of the stage-2 windows, a batch of windows at a time: (B, D, n_kept, h, w) chunks."""
     cfg = model.config
     padded = model.padded_shape(*x.shape[2:])
@@ -93,9 +125,7 @@ def _iter_windows(
         i += len(group)
 
 
-def encode_windowed(
-    model: Causal3DTokenizer, x: torch.Tensor, windows_per_batch: int | None = None
-) -> torch.Tensor:
+def encode_windowed(model: StreamModel, x: torch.Tensor, windows_per_batch: int | None = None) -> torch.Tensor:
     """Continuous latents through the stage-2 windows (differentiable: the stage-2 training path).
 
     Args:
@@ -109,7 +139,7 @@ def encode_windowed(
     return torch.cat(list(_iter_windows(model, x, windows_per_batch)), dim=2)
 
 
-def _iter_stream(model: Causal3DTokenizer, x: torch.Tensor, frames_per_chunk: int) -> Iterator[torch.Tensor]:
+def _iter_stream(model: StreamModel, x: torch.Tensor, frames_per_chunk: int) -> Iterator[torch.Tensor]:
     """Exact causal encode, Haar frames fed in chunks through a carried cache."""
     cfg = model.config
     padded = model.padded_shape(*x.shape[2:])
@@ -128,7 +158,7 @@ def _iter_stream(model: Causal3DTokenizer, x: torch.Tensor, frames_per_chunk: in
 
 
 def iter_encode(
-    model: Causal3DTokenizer, x: torch.Tensor, mode: EncodeMode = "windowed", chunk: int | None = None
+    model: StreamModel, x: torch.Tensor, mode: EncodeMode = "windowed", chunk: int | None = None
 ) -> Iterator[torch.Tensor]:
     """Continuous latents of ``x`` (B, C, T, H, W) in depth order, chunk by chunk.
 
@@ -153,7 +183,7 @@ def iter_encode(
 
 
 def iter_decode(
-    model: Causal3DTokenizer,
+    model: StreamModel,
     tokens: torch.Tensor,
     chunk_latents: int = 1,
     shape: tuple[int, int, int] | None = None,
