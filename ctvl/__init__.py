@@ -1,9 +1,21 @@
 """ctvl: a 3D CT vision-language toolkit.
 
-Layers (data flows top to bottom, lower layers never import higher ones):
-``io`` → ``data`` → ``tokenizers`` → ``report`` / ``synthesis`` → ``eval`` → ``train`` → ``cli``.
-Below them all, :mod:`ctvl.errors` (one-line errors) and :mod:`ctvl.atomic` (atomic file and folder
-writes) import nothing from ctvl and serve every layer.
+Layers, top to bottom (a module imports only from its own layer's package or from layers below it;
+``pyproject.toml``'s ``[tool.importlinter]`` states them and ``tests/test_layers.py`` checks them):
+
+1. ``__main__``, ``cli``, ``commands``: the command line (``commands`` is one module per command group);
+2. ``viewer`` | ``bench``: the Gradio viewer and the benchmarks;
+3. ``eval``: clinical labeler, metrics, reconstruction and generation evaluation;
+4. ``report`` | ``synthesis``: report generation and text-to-CT generation;
+5. ``tokenizers``: the causal 3D tokenizer, general-domain tokenizers, quantizers, token reduction;
+6. ``data``: preprocessing spec and transforms, labels, phantom, datasets;
+7. ``io`` | ``train``: volume I/O, bundles; the model-agnostic trainer (loops, strategies, resume);
+8. ``atomic`` | ``psnr``: atomic file/folder writes, PSNR from MSE;
+9. ``errors``: the one-line errors every layer raises.
+
+No two sibling modules import each other, directly or round a longer loop. Library modules import at
+the top; only the command-line and viewer entry points defer heavy imports into functions, so that
+``ctvl --help`` and the first page of the viewer start fast.
 """
 
 __version__ = "0.1.0"
