@@ -34,8 +34,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = [
-    "atomic_file", "fsync_dir", "is_temporary", "publish_dir", "recover", "remove_dir", "replace_dir",
-    "write_bytes", "write_json", "write_text",
+    "atomic_file",
+    "fsync_dir",
+    "is_temporary",
+    "publish_dir",
+    "recover",
+    "remove_dir",
+    "replace_dir",
+    "write_bytes",
+    "write_json",
+    "write_text",
 ]
 
 _LEFTOVER = re.compile(r"^\.(?P<kind>tmp|old)-(?P<name>.+)\.(?P<pid>\d+)\.(?P<rand>[0-9a-f]{8})(?P<suffix>.*)$")
@@ -139,8 +147,9 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     return write_bytes(path, text.encode(encoding))
 
 
-def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, sort_keys: bool = False,
-               default: Any = None) -> Path:
+def write_json(
+    path: str | Path, obj: Any, *, indent: int | None = 2, sort_keys: bool = False, default: Any = None
+) -> Path:
     """Atomically write ``obj`` as JSON (plus a final newline); returns the path."""
     return write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default) + "\n")
 

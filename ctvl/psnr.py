@@ -24,9 +24,7 @@ def psnr_from_mse(mse: float, *, data_range: float = 2.0) -> float: ...
 def psnr_from_mse(mse: torch.Tensor, *, data_range: float = 2.0) -> torch.Tensor: ...
 
 
-def psnr_from_mse(
-    mse: float | torch.Tensor, *, data_range: float = 2.0
-) -> float | torch.Tensor:
+def psnr_from_mse(mse: float | torch.Tensor, *, data_range: float = 2.0) -> float | torch.Tensor:
     """MSE (a float, or a tensor of any shape, element-wise) → PSNR in dB, same type and shape."""
     if isinstance(mse, torch.Tensor):
         return 10.0 * torch.log10(data_range**2 / mse.clamp_min(_FLOOR))

@@ -59,8 +59,14 @@ def run(variant: str, seed: int, cfg: BenchConfig, data: BenchData) -> dict:
     ks = list(range(1, cfg.oned_tokens + 1))
     curve = [row["mse"] for row in error_vs_kept(model, data.test_2d, ks)]
     pow2 = [curve[k - 1] for k in ks if k & (k - 1) == 0]
-    return {"variant": variant, "seed": seed, "mse": curve, "falls_at_every_k": strictly_falling(curve),
-            "falls_at_powers_of_two": strictly_falling(pow2), "train_s": round(train_s, 1)}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "mse": curve,
+        "falls_at_every_k": strictly_falling(curve),
+        "falls_at_powers_of_two": strictly_falling(pow2),
+        "train_s": round(train_s, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,13 +99,23 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run(variant, seed, cfg, data))
             print(json.dumps(runs[-1]), flush=True)
     summary = {
-        v: {"falls_at_every_k": sum(r["falls_at_every_k"] for r in runs if r["variant"] == v),
+        v: {
+            "falls_at_every_k": sum(r["falls_at_every_k"] for r in runs if r["variant"] == v),
             "falls_at_powers_of_two": sum(r["falls_at_powers_of_two"] for r in runs if r["variant"] == v),
-            "runs": sum(r["variant"] == v for r in runs)}
+            "runs": sum(r["variant"] == v for r in runs),
+        }
         for v in variants
     }
-    result = {"config": {"steps": args.steps, "train_cases": args.train_cases, "test_cases": cfg.oned_test_cases,
-                         "seeds": seeds}, "summary": summary, "runs": runs}
+    result = {
+        "config": {
+            "steps": args.steps,
+            "train_cases": args.train_cases,
+            "test_cases": cfg.oned_test_cases,
+            "seeds": seeds,
+        },
+        "summary": summary,
+        "runs": runs,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "seeds.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(summary))

@@ -88,8 +88,12 @@ def evaluate(
     records = scan_ctrate(valid_root, split="valid").records[:max_cases]
     first = next(iter(toks.values())).spec
     grid = f"{first.size[0]} x {first.size[1]} x {first.depth or 'any'}"
-    results: dict[str, Any] = {"models": {}, "phantom_cases": [r.volume_name for r in records], "real": {},
-                               "grid": grid}
+    results: dict[str, Any] = {
+        "models": {},
+        "phantom_cases": [r.volume_name for r in records],
+        "real": {},
+        "grid": grid,
+    }
     images: dict[str, list] = {"phantom": [], "real": []}
     rows: dict[str, dict[str, list]] = {name: {"phantom": [], "real": []} for name in toks}
     scans: list[tuple[str, str, Any]] = [("phantom", r.volume_name, r) for r in records]
@@ -170,12 +174,18 @@ def markdown_table(results: dict[str, Any]) -> str:
         )
     names = list(results["models"])
     grid = results.get("grid", "64 x 64 x 65")
-    lines += ["", f"Held-out phantoms: {n} volumes ({grid}, valid split). "
-              f"Real CT: {len(results['real'])} scans ({', '.join(results['real']) or 'none'}); "
-              f"metrics over the box each scan covers on the {grid} model grid."]
+    lines += [
+        "",
+        f"Held-out phantoms: {n} volumes ({grid}, valid split). "
+        f"Real CT: {len(results['real'])} scans ({', '.join(results['real']) or 'none'}); "
+        f"metrics over the box each scan covers on the {grid} model grid.",
+    ]
     if results["real"]:
-        lines += ["", "| real scan | " + " | ".join(f"{m} PSNR / SSIM" for m in names) + " |",
-                  "|---|" + "---|" * len(names)]
+        lines += [
+            "",
+            "| real scan | " + " | ".join(f"{m} PSNR / SSIM" for m in names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
         for label, r in results["real"].items():
             cells = [f"{r[m]['psnr']:.2f} / {r[m]['ssim']:.4f}" for m in names]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -223,8 +233,9 @@ def montage(images: dict[str, list], out: Path, title: str = "", dpi: int = 110)
     return out
 
 
-def run(models: dict[str, Path], valid_root: Path, real_dir: Path | None, out: Path,
-        max_cases: int | None = None) -> dict[str, Any]:
+def run(
+    models: dict[str, Path], valid_root: Path, real_dir: Path | None, out: Path, max_cases: int | None = None
+) -> dict[str, Any]:
     """Evaluate, write JSON + markdown + PNG into ``out``; returns the results."""
     t0 = time.perf_counter()
     results, images = evaluate(models, valid_root, real_dir, max_cases)
@@ -240,12 +251,22 @@ def run(models: dict[str, Path], valid_root: Path, real_dir: Path | None, out: P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "tokenizer-phantom-cpu",
-                        help="pipeline output folder with s1/, s3/, slicewise/ runs")
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
-                        help="evaluate these instead (bundle, checkpoint or run folder); repeatable")
-    parser.add_argument("--valid", type=Path, default=REPO / "runs" / "data" / "phantom",
-                        help="phantom dataset with a valid split")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=REPO / "runs" / "tokenizer-phantom-cpu",
+        help="pipeline output folder with s1/, s3/, slicewise/ runs",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="evaluate these instead (bundle, checkpoint or run folder); repeatable",
+    )
+    parser.add_argument(
+        "--valid", type=Path, default=REPO / "runs" / "data" / "phantom", help="phantom dataset with a valid split"
+    )
     parser.add_argument("--real", type=Path, default=SHARED_VOLUMES, help="folder of real CT files (optional)")
     parser.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N phantoms")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <runs>/eval)")
@@ -264,8 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     from ctvl.errors import CtvlError
 
     try:
-        results = run(models, args.valid, args.real if args.real.is_dir() else None, args.out or args.runs / "eval",
-                      args.max_cases)
+        results = run(
+            models,
+            args.valid,
+            args.real if args.real.is_dir() else None,
+            args.out or args.runs / "eval",
+            args.max_cases,
+        )
     except CtvlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

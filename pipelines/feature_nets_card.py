@@ -51,10 +51,12 @@ def _f1_table(heldout: dict[str, Any]) -> str:
 
 def _arch(name: str, cfg: Any, dims: str) -> str:
     strides = list(cfg.strides) if cfg.strides else [2] * len(cfg.widths)
-    return (f"- **{name}** ({dims}): {len(cfg.widths)} conv layers (3 wide, {cfg.norm} norm, ReLU) of widths "
-            f"{list(cfg.widths)}, strides {strides}, {cfg.blocks} residual block(s) after each; mean+max global "
-            f"pooling, linear → {cfg.feature_dim} features (ReLU; the Fréchet features), dropout {cfg.dropout}, "
-            f"linear → {cfg.num_labels} logits.")
+    return (
+        f"- **{name}** ({dims}): {len(cfg.widths)} conv layers (3 wide, {cfg.norm} norm, ReLU) of widths "
+        f"{list(cfg.widths)}, strides {strides}, {cfg.blocks} residual block(s) after each; mean+max global "
+        f"pooling, linear → {cfg.feature_dim} features (ReLU; the Fréchet features), dropout {cfg.dropout}, "
+        f"linear → {cfg.num_labels} logits."
+    )
 
 
 def model_card(results: dict[str, Any], ct_cfg: Any, sl_cfg: Any) -> str:
@@ -74,25 +76,25 @@ give label consistency; **SliceNet2D**, one 2D network for the axial, coronal an
 2.5D FID (`fid_2p5d`, the MAISI / VLM3D protocol: per plane and their mean).
 
 Load: `ctvl.eval.features.load_feature_nets()`; inputs are model-space volumes (N, 1, 33, 64, 64) in [-1, 1],
-made with the preprocessing spec stored in `config.json` (the tokenizer bundle's: {t['tokenizer']}).
+made with the preprocessing spec stored in `config.json` (the tokenizer bundle's: {t["tokenizer"]}).
 
 ## How it was made
-- Command: `{t['command']}` ({t['machine']}).
-- Time: preprocessing {s['preprocess']:.0f} s (cached after the first run), CTNet3D {s['ctnet3d']:.0f} s,
-  SliceNet2D {s['slicenet2d']:.0f} s, evaluation {s['evaluate']:.0f} s; {s['total'] / 60:.1f} min in all.
-- Training data: `{d['train']['root']}` split `{d['train']['split']}`, {d['train']['n']} phantoms (seed {d['train']['seed']}).
-- Held-out: `{d['valid_seed0']['root']}` `{d['valid_seed0']['split']}` ({d['valid_seed0']['n']}, seed {d['valid_seed0']['seed']}),
-  and `{d['test_seed1']['root']}` `{d['test_seed1']['split']}` ({d['test_seed1']['n']}, seed {d['test_seed1']['seed']}), which
+- Command: `{t["command"]}` ({t["machine"]}).
+- Time: preprocessing {s["preprocess"]:.0f} s (cached after the first run), CTNet3D {s["ctnet3d"]:.0f} s,
+  SliceNet2D {s["slicenet2d"]:.0f} s, evaluation {s["evaluate"]:.0f} s; {s["total"] / 60:.1f} min in all.
+- Training data: `{d["train"]["root"]}` split `{d["train"]["split"]}`, {d["train"]["n"]} phantoms (seed {d["train"]["seed"]}).
+- Held-out: `{d["valid_seed0"]["root"]}` `{d["valid_seed0"]["split"]}` ({d["valid_seed0"]["n"]}, seed {d["valid_seed0"]["seed"]}),
+  and `{d["test_seed1"]["root"]}` `{d["test_seed1"]["split"]}` ({d["test_seed1"]["n"]}, seed {d["test_seed1"]["seed"]}), which
   was used for nothing but the numbers below. The recipe (net size, epochs, thresholds) was chosen
   looking at the seed-0 valid split, so the seed-1 numbers are the unbiased ones.
-- CTNet3D: {ct['epochs']} epochs, batch {ct['batch_size']}, {ct['optimiser']} (peak lr {ct['lr']}), {ct['loss']},
-  augmentation {ct['augmentation']} (±{ct['shift']} voxels); thresholds {thr}. {t['parameters']['ctnet3d']:,} parameters.
-- SliceNet2D: {sl['epochs']} epochs of one slice per volume per plane (planes in turn, batch {sl['batch_size']},
-  central {sl['slice_band']:.0%} of each axis), {sl['loss']}, {sl['augmentation']}. {t['parameters']['slicenet2d']:,} parameters.
+- CTNet3D: {ct["epochs"]} epochs, batch {ct["batch_size"]}, {ct["optimiser"]} (peak lr {ct["lr"]}), {ct["loss"]},
+  augmentation {ct["augmentation"]} (±{ct["shift"]} voxels); thresholds {thr}. {t["parameters"]["ctnet3d"]:,} parameters.
+- SliceNet2D: {sl["epochs"]} epochs of one slice per volume per plane (planes in turn, batch {sl["batch_size"]},
+  central {sl["slice_band"]:.0%} of each axis), {sl["loss"]}, {sl["augmentation"]}. {t["parameters"]["slicenet2d"]:,} parameters.
 
 ## Architecture
-{_arch('CTNet3D', ct_cfg, '(B, 1, T, H, W) → (B, 18)')}
-{_arch('SliceNet2D', sl_cfg, '(B, 1, h, w) → (B, 18): axial 64 × 64, coronal / sagittal 33 × 64 through the same net')}
+{_arch("CTNet3D", ct_cfg, "(B, 1, T, H, W) → (B, 18)")}
+{_arch("SliceNet2D", sl_cfg, "(B, 1, h, w) → (B, 18): axial 64 × 64, coronal / sagittal 33 × 64 through the same net")}
 
 ## CTNet3D per-label F1 on held-out real phantoms
 This is the ceiling of what label consistency can show: a generated volume's labels can agree with its
@@ -103,16 +105,16 @@ prompt only as well as this classifier reads real volumes.
 ![per-label F1](per_label_f1.png)
 
 ## Real-vs-real floors
-Distances between the two held-out real sets ({fl['n'][0]} vs {fl['n'][1]} volumes, different phantom seeds):
+Distances between the two held-out real sets ({fl["n"][0]} vs {fl["n"][1]} volumes, different phantom seeds):
 what a perfect generator would score against real volumes at this set size.
 
 | metric | value |
 |---|---:|
-| 2.5D FID axial | {fl['fid_2p5d']['axial']:.4f} |
-| 2.5D FID coronal | {fl['fid_2p5d']['coronal']:.4f} |
-| 2.5D FID sagittal | {fl['fid_2p5d']['sagittal']:.4f} |
-| 2.5D FID mean | {fl['fid_2p5d']['mean']:.4f} |
-| 3D FD (CTNet3D features) | {fl['fd_3d']:.4f} |
+| 2.5D FID axial | {fl["fid_2p5d"]["axial"]:.4f} |
+| 2.5D FID coronal | {fl["fid_2p5d"]["coronal"]:.4f} |
+| 2.5D FID sagittal | {fl["fid_2p5d"]["sagittal"]:.4f} |
+| 2.5D FID mean | {fl["fid_2p5d"]["mean"]:.4f} |
+| 3D FD (CTNet3D features) | {fl["fd_3d"]:.4f} |
 
 ## What it is for, and limits
 - For comparing generators **within one table** computed with this bundle and similar set sizes. The

@@ -29,9 +29,19 @@ DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/ctvl/labeler_minilm_ctrate_sen
 
 
 def _brief(summary: dict) -> dict:
-    keys = ("n_reports", "cell_disagreement_pct", "cell_disagreement_pct_95ci", "report_disagreement_pct",
-            "report_disagreement_pct_95ci", "macro_f1", "macro_f1_95ci", "micro_f1", "micro_f1_95ci",
-            "min_label", "min_label_f1")
+    keys = (
+        "n_reports",
+        "cell_disagreement_pct",
+        "cell_disagreement_pct_95ci",
+        "report_disagreement_pct",
+        "report_disagreement_pct_95ci",
+        "macro_f1",
+        "macro_f1_95ci",
+        "micro_f1",
+        "micro_f1_95ci",
+        "min_label",
+        "min_label_f1",
+    )
     return {k: summary[k] for k in keys}
 
 
@@ -42,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learned", action="store_true", help="also cross-validate the MiniLM learned layer")
     parser.add_argument("--mode", default="hybrid", choices=("hybrid", "learned"), help="learned layer decision")
     parser.add_argument("--C", type=float, default=4.0, help="learned layer: inverse L2 strength")
-    parser.add_argument("--embedding-cache", type=Path, default=DEFAULT_CACHE,
-                        help="sentence embedding cache (outside the repo: it derives from CT-RATE text)")
+    parser.add_argument(
+        "--embedding-cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="sentence embedding cache (outside the repo: it derives from CT-RATE text)",
+    )
     parser.add_argument("--errors", type=Path, default=None, help="write the disagreements (with sentences) here")
     parser.add_argument("--full", action="store_true", help="print per-label F1 and error counts too")
     parser.add_argument("--phantoms", type=int, default=200, help="number of phantom reports (seeds 0..N-1)")
@@ -53,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
 
     out: dict = {}
     if args.csv.is_file():
-        res = measure_agreement(args.csv, k=args.k, learned=args.learned,
-                                learned_options={"C": args.C, "mode": args.mode},
-                                embedding_cache=args.embedding_cache if args.learned else None)
+        res = measure_agreement(
+            args.csv,
+            k=args.k,
+            learned=args.learned,
+            learned_options={"C": args.C, "mode": args.mode},
+            embedding_cache=args.embedding_cache if args.learned else None,
+        )
         found = res.pop("disagreements")
         for name in ("rules", "learned"):
             if name not in res:

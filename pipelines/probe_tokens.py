@@ -56,8 +56,15 @@ def probe_net(channels: int, downsample: bool) -> nn.Module:
     return nn.Sequential(*layers, Pool(), nn.Linear(2 * widths[-1], 18))
 
 
-def fit_and_score(x_tr: torch.Tensor, y_tr: torch.Tensor, x_va: torch.Tensor, y_va: torch.Tensor, downsample: bool,
-                  epochs: int, seed: int = 0) -> dict[str, object]:
+def fit_and_score(
+    x_tr: torch.Tensor,
+    y_tr: torch.Tensor,
+    x_va: torch.Tensor,
+    y_va: torch.Tensor,
+    downsample: bool,
+    epochs: int,
+    seed: int = 0,
+) -> dict[str, object]:
     """Train the probe with AdamW + one-cycle LR (left-right flips) and score macro / per-label F1."""
     from ctvl.eval.clinical import clinical_metrics
 
@@ -86,8 +93,12 @@ def fit_and_score(x_tr: torch.Tensor, y_tr: torch.Tensor, x_va: torch.Tensor, y_
         pred = (torch.cat([net(x_va[i : i + 32]) for i in range(0, len(x_va), 32)]) > 0).long().numpy()
     metrics = clinical_metrics(y_va.long().numpy(), pred)
     per_label = {name: round(v["f1"], 3) for name, v in metrics["per_label"].items()}
-    return {"macro_f1": round(metrics["macro_f1"], 4), "per_label_f1": per_label,
-            "seconds": round(time.perf_counter() - began, 1), "epochs": epochs}
+    return {
+        "macro_f1": round(metrics["macro_f1"], 4),
+        "per_label_f1": per_label,
+        "seconds": round(time.perf_counter() - began, 1),
+        "epochs": epochs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

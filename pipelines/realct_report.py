@@ -70,9 +70,11 @@ def score(models: dict[str, Any], bundle_spec: Any, volume: Any) -> tuple[dict[s
             else:
                 back = reconstruct(tok, volume).volume
                 fine = bundle_spec.apply(back)
-        out[name] = {"bundle_grid": recon_metrics(x[box], fine[box]),
-                     "original_grid": recon_metrics(original, _axial(back), units="hu"),
-                     "seconds": round(time.perf_counter() - t0, 2)}
+        out[name] = {
+            "bundle_grid": recon_metrics(x[box], fine[box]),
+            "original_grid": recon_metrics(original, _axial(back), units="hu"),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         shown[name] = fine
     shown["input"] = x
     return out, shown
@@ -94,8 +96,12 @@ def evaluate(models: dict[str, Any], bundle_spec: Any, shared: Path, phantom_val
     images: dict[str, Any] = {}
     for kind, name, volume in scans:
         metrics, shown = score(models, bundle_spec, volume)
-        per_scan[name] = {"kind": kind, "shape": list(volume.shape),
-                          "spacing": [round(s, 3) for s in volume.spacing], **metrics}
+        per_scan[name] = {
+            "kind": kind,
+            "shape": list(volume.shape),
+            "spacing": [round(s, 3) for s in volume.spacing],
+            **metrics,
+        }
         for model, m in metrics.items():
             g = groups.setdefault(kind, {}).setdefault(model, {"bundle_grid": [], "original_grid": []})
             g["bundle_grid"].append(m["bundle_grid"])
@@ -103,8 +109,10 @@ def evaluate(models: dict[str, Any], bundle_spec: Any, shared: Path, phantom_val
         if kind == "thin" and "thin" not in images or kind == "phantom" and "phantom" not in images:
             images[kind] = (name, shown)
         print(f"{name}: " + ", ".join(f"{k} {v['bundle_grid']['psnr']:.2f}" for k, v in metrics.items()), flush=True)
-    summary = {kind: {model: {grid: mean_metrics(rows) for grid, rows in g.items()} for model, g in by.items()}
-               for kind, by in groups.items()}
+    summary = {
+        kind: {model: {grid: mean_metrics(rows) for grid, rows in g.items()} for model, g in by.items()}
+        for kind, by in groups.items()
+    }
     return {"scans": per_scan, "summary": summary, "images": images}
 
 
@@ -146,8 +154,11 @@ def montage(images: dict[str, Any], names: list[str], out: Path, dpi: int = 90) 
 
 def markdown_table(results: dict[str, Any]) -> str:
     """The table: per model, PSNR / SSIM on thin real, thick real and phantoms, on both grids."""
-    kinds = [("thin", "held-out real, slices <= 2 mm"), ("thick", "held-out real, 3-4 mm slices"),
-             ("phantom", "held-out 1.5 mm phantoms")]
+    kinds = [
+        ("thin", "held-out real, slices <= 2 mm"),
+        ("thick", "held-out real, 3-4 mm slices"),
+        ("phantom", "held-out 1.5 mm phantoms"),
+    ]
     head = "| model | " + " | ".join(f"{label}: 1.5 mm grid | original grid" for _, label in kinds) + " |"
     lines = [head, "|---|" + "---|---|" * len(kinds)]
     models = list(next(iter(results["summary"].values())))
@@ -158,14 +169,20 @@ def markdown_table(results: dict[str, Any]) -> str:
             for grid in ("bundle_grid", "original_grid"):
                 cells.append(f"{s[grid]['psnr']:.2f} dB / {s[grid]['ssim']:.3f}" if s and s[grid].get("n") else "n/a")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += ["", "| held-out scan | shape (spacing mm) | " + " | ".join(models) + " |",
-              "|---|---|" + "---|" * len(models)]
+    lines += [
+        "",
+        "| held-out scan | shape (spacing mm) | " + " | ".join(models) + " |",
+        "|---|---|" + "---|" * len(models),
+    ]
     for name, r in results["scans"].items():
         if r["kind"] == "phantom":
             continue
         shape = " x ".join(map(str, r["shape"])) + f" ({' x '.join(f'{s:g}' for s in r['spacing'])})"
-        lines.append(f"| {name} | {shape} | " + " | ".join(
-            f"{r[m]['bundle_grid']['psnr']:.2f} / {r[m]['original_grid']['psnr']:.2f}" for m in models) + " |")
+        lines.append(
+            f"| {name} | {shape} | "
+            + " | ".join(f"{r[m]['bundle_grid']['psnr']:.2f} / {r[m]['original_grid']['psnr']:.2f}" for m in models)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -189,9 +206,13 @@ def run(runs: Path, data: Path, shared: Path, out: Path, bundle: Path) -> dict[s
 
     t0 = time.perf_counter()
     tok = load_tokenizer(bundle)
-    models: dict[str, Any] = {"3D after stage 1": load_tokenizer(runs / "s1"), "3D after stage 3": tok,
-                              "2D slice-wise (same budget)": load_tokenizer(runs / "slicewise"),
-                              "phantom-only tokenizer (5.6 mm grid)": load_tokenizer(PHANTOM_BUNDLE), POOL: POOL}
+    models: dict[str, Any] = {
+        "3D after stage 1": load_tokenizer(runs / "s1"),
+        "3D after stage 3": tok,
+        "2D slice-wise (same budget)": load_tokenizer(runs / "slicewise"),
+        "phantom-only tokenizer (5.6 mm grid)": load_tokenizer(PHANTOM_BUNDLE),
+        POOL: POOL,
+    }
     results = evaluate(models, tok.spec, shared, data / "phantom-1p5")
     images = results.pop("images")
     results["targets"] = targets(results)
@@ -234,57 +255,87 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
     """MODEL_CARD.md: data and licences, commands and times, the table and the targets, as measured."""
     runs = facts["runs"]
     t = results["targets"]
-    lines = ["# tokenizer-realct-1p5mm — causal 3D CT tokenizer for real chest CT at 1.5 mm isotropic", "",
-             "Same CPU-sized architecture as tokenizer-phantom-cpu (8 x 8 x 8, 16 filters, 12-bit LFQ), trained on "
-             "64 x 64 in-plane crops at 1.5 mm. `ctvl encode` and `ctvl reconstruct` use it by default; the phantom "
-             "tokenizer stays available as `--model phantom` (and inside the report bundle).", "",
-             "## Why 1.5 mm isotropic", "",
-             "The thin real scans here have 1-2 mm slices: 1.5 mm keeps every slice's information along z while one "
-             "8 x 8 x 8 token covers 12 x 12 x 12 mm (the paper's 0.75 x 0.75 x 1.5 mm grid: 6 x 6 x 12 mm). "
-             "Isotropic voxels make the 3D-vs-2D comparison fair in every direction, and a whole chest at 1.5 mm "
-             "(about 320 x 320 x 250) has a quarter of the paper grid's voxels, so whole-scan encode/decode stays "
-             "affordable on a CPU. The preprocessing spec (in config.json) resamples to 1.5 mm and crops/pads "
-             "in-plane to 320 x 320 (480 mm); depth is kept, any number of slices.", "",
-             "## Training data and licences", ""]
+    lines = [
+        "# tokenizer-realct-1p5mm — causal 3D CT tokenizer for real chest CT at 1.5 mm isotropic",
+        "",
+        "Same CPU-sized architecture as tokenizer-phantom-cpu (8 x 8 x 8, 16 filters, 12-bit LFQ), trained on "
+        "64 x 64 in-plane crops at 1.5 mm. `ctvl encode` and `ctvl reconstruct` use it by default; the phantom "
+        "tokenizer stays available as `--model phantom` (and inside the report bundle).",
+        "",
+        "## Why 1.5 mm isotropic",
+        "",
+        "The thin real scans here have 1-2 mm slices: 1.5 mm keeps every slice's information along z while one "
+        "8 x 8 x 8 token covers 12 x 12 x 12 mm (the paper's 0.75 x 0.75 x 1.5 mm grid: 6 x 6 x 12 mm). "
+        "Isotropic voxels make the 3D-vs-2D comparison fair in every direction, and a whole chest at 1.5 mm "
+        "(about 320 x 320 x 250) has a quarter of the paper grid's voxels, so whole-scan encode/decode stays "
+        "affordable on a CPU. The preprocessing spec (in config.json) resamples to 1.5 mm and crops/pads "
+        "in-plane to 320 x 320 (480 mm); depth is kept, any number of slices.",
+        "",
+        "## Training data and licences",
+        "",
+    ]
     lines += [f"- {k}: {v}" for k, v in LICENCES.items()]
-    lines += ["", "Held out (never trained on): " + ", ".join(n for n, _, _ in HELD_OUT) +
-              " and the valid-split phantoms.", "", "## Commands and times", "",
-              "| run | command | steps x batch | wall time |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Held out (never trained on): " + ", ".join(n for n, _, _ in HELD_OUT) + " and the valid-split phantoms.",
+        "",
+        "## Commands and times",
+        "",
+        "| run | command | steps x batch | wall time |",
+        "|---|---|---|---|",
+    ]
     for key, r in runs.items():
         lines.append(f"| {key} | `{r['command']}` | {r['steps']} x {r['batch_size']} | {r['seconds'] / 60:.1f} min |")
-    lines += ["", "## Reconstruction (PSNR dB / SSIM, HU window [-1000, 1000])", "", table.strip(), "",
-              f"Thin held-out real CT: 3D stage 3 minus 2D slice-wise {t.get('3D_minus_2D_dB', float('nan')):+.2f} dB "
-              f"(target +2: {'met' if t.get('met_3D_vs_2D_plus_2dB') else 'NOT met'}); minus pooling "
-              f"{t.get('3D_minus_pool_dB', float('nan')):+.2f} dB (target +3: "
-              f"{'met' if t.get('met_3D_vs_pool_plus_3dB') else 'NOT met'}).", "",
-              "![reconstructions](recon_montage.png)", ""]
+    lines += [
+        "",
+        "## Reconstruction (PSNR dB / SSIM, HU window [-1000, 1000])",
+        "",
+        table.strip(),
+        "",
+        f"Thin held-out real CT: 3D stage 3 minus 2D slice-wise {t.get('3D_minus_2D_dB', float('nan')):+.2f} dB "
+        f"(target +2: {'met' if t.get('met_3D_vs_2D_plus_2dB') else 'NOT met'}); minus pooling "
+        f"{t.get('3D_minus_pool_dB', float('nan')):+.2f} dB (target +3: "
+        f"{'met' if t.get('met_3D_vs_pool_plus_3dB') else 'NOT met'}).",
+        "",
+        "![reconstructions](recon_montage.png)",
+        "",
+    ]
     if "memory" in facts:
         m = facts["memory"]
-        lines += ["## Whole scans in bounded memory", "",
-                  f"`ctvl bench tokenizer --depths 65,321 --size 320 --threads 1` on this bundle: peak memory for "
-                  f"321 vs 65 slices x{m['ratio_encode']:.3f} for the windowed encode "
-                  f"({m['peak_mb']['encode']['65']:.0f} -> {m['peak_mb']['encode']['321']:.0f} MB) and "
-                  f"x{m['ratio_decode']:.3f} for the streaming decode ({m['peak_mb']['decode']['65']:.0f} -> "
-                  f"{m['peak_mb']['decode']['321']:.0f} MB); target <= 1.15. The in-plane grid is 320 x 320 at most, so "
-                  "no in-plane tiling is needed: `ctvl reconstruct` on a whole scan writes the original grid in HU "
-                  "with the same affine.", ""]
+        lines += [
+            "## Whole scans in bounded memory",
+            "",
+            f"`ctvl bench tokenizer --depths 65,321 --size 320 --threads 1` on this bundle: peak memory for "
+            f"321 vs 65 slices x{m['ratio_encode']:.3f} for the windowed encode "
+            f"({m['peak_mb']['encode']['65']:.0f} -> {m['peak_mb']['encode']['321']:.0f} MB) and "
+            f"x{m['ratio_decode']:.3f} for the streaming decode ({m['peak_mb']['decode']['65']:.0f} -> "
+            f"{m['peak_mb']['decode']['321']:.0f} MB); target <= 1.15. The in-plane grid is 320 x 320 at most, so "
+            "no in-plane tiling is needed: `ctvl reconstruct` on a whole scan writes the original grid in HU "
+            "with the same affine.",
+            "",
+        ]
     lines += ["## Limits", ""]
     if "fov" in facts:
         f = facts["fov"]
-        lines.append(f"- A small field of view padded with air to 320 x 320 reconstructs poorly: a 96 x 96 x 30 block "
-                     f"of a held-out 1.5 mm phantom (144 mm across) reads {f['padded_to_320_psnr']:.2f} dB through "
-                     f"the spec, {f['own_grid_psnr']:.2f} dB on its own grid. The per-slice group norms see mostly air "
-                     "there, unlike the 64 x 64 training crops (at least 25 % tissue). The held-out scans above span "
-                     "267-500 mm in-plane.")
+        lines.append(
+            f"- A small field of view padded with air to 320 x 320 reconstructs poorly: a 96 x 96 x 30 block "
+            f"of a held-out 1.5 mm phantom (144 mm across) reads {f['padded_to_320_psnr']:.2f} dB through "
+            f"the spec, {f['own_grid_psnr']:.2f} dB on its own grid. The per-slice group norms see mostly air "
+            "there, unlike the 64 x 64 training crops (at least 25 % tissue). The held-out scans above span "
+            "267-500 mm in-plane."
+        )
     lines += [
-              "- One thin real training patient (LIDC-IDRI-0314) and one thin held-out series "
-              "(16 slices of 2 mm): the real-CT numbers rest on very few scans.",
-              "- Not a clinical model.", ""]
+        "- One thin real training patient (LIDC-IDRI-0314) and one thin held-out series "
+        "(16 slices of 2 mm): the real-CT numbers rest on very few scans.",
+        "- Not a clinical model.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def finish(*, out: Path, data: Path, shared: Path, facts: dict[str, Any], install: bool, bundle_dir: Path,
-           began: float) -> int:
+def finish(
+    *, out: Path, data: Path, shared: Path, facts: dict[str, Any], install: bool, bundle_dir: Path, began: float
+) -> int:
     """Export the stage-3 run as a bundle, evaluate, write the card, install."""
     from ctvl.tokenizers.causal3d.bundle import export_bundle
 
@@ -323,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = run(args.runs, args.data, args.shared, args.out or args.runs / "eval", args.bundle or args.runs / "bundle")
+    results = run(
+        args.runs, args.data, args.shared, args.out or args.runs / "eval", args.bundle or args.runs / "bundle"
+    )
     print(markdown_table(results))
     print(json.dumps(results["targets"], indent=2))
     return 0

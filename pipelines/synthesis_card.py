@@ -7,8 +7,10 @@ from typing import Any
 
 def _fid_row(name: str, d: dict[str, Any]) -> str:
     f = d["fid_2p5d"]
-    return (f"| {name} | {f['axial']:.3f} | {f['coronal']:.3f} | {f['sagittal']:.3f} | **{f['mean']:.3f}** | "
-            f"{d['fd_3d']:.3f} |")
+    return (
+        f"| {name} | {f['axial']:.3f} | {f['coronal']:.3f} | {f['sagittal']:.3f} | **{f['mean']:.3f}** | "
+        f"{d['fd_3d']:.3f} |"
+    )
 
 
 def _consistency_table(c: dict[str, Any]) -> list[str]:
@@ -55,7 +57,7 @@ def card_text(m: dict[str, Any], bench: dict[str, Any], facts: dict[str, Any]) -
         f"Command: `python pipelines/train_synthesis.py` → `{tr['command']}`.",
         f"Data: {facts['n_train']} phantom train scans (seed 0; `{facts['data']}`, the report model's",
         "training set) with their reports; per scan 6 fixed prompts: the impression, the findings, the positive",
-        "labels' names (\"cardiomegaly, pleural effusion\"), and 3 random mixes of one sentence per finding",
+        'labels\' names ("cardiomegaly, pleural effusion"), and 3 random mixes of one sentence per finding',
         "(chosen with the report labeler) plus sometimes sentences that rule something out. Every prompt names",
         "all of its scan's findings, so what a prompt does not mention is absent (a prompt without findings asks",
         "for a normal chest).",
@@ -91,10 +93,13 @@ def card_text(m: dict[str, Any], bench: dict[str, Any], facts: dict[str, Any]) -
         "",
     ]
     if "generated_median" in mem:
-        lines += [f"Memorization: the median RMSE (model space, [-1, 1]) from a generated volume to its nearest of the "
-                  f"{mem['n_train']} training volumes is {mem['generated_median']:.4f}, from a real held-out volume "
-                  f"{mem['real_median']:.4f}; {mem['fraction_below_real_p5']:.1%} of generated volumes are closer than "
-                  f"the real 5th percentile ({mem['real_p5']:.4f}).", ""]
+        lines += [
+            f"Memorization: the median RMSE (model space, [-1, 1]) from a generated volume to its nearest of the "
+            f"{mem['n_train']} training volumes is {mem['generated_median']:.4f}, from a real held-out volume "
+            f"{mem['real_median']:.4f}; {mem['fraction_below_real_p5']:.1%} of generated volumes are closer than "
+            f"the real 5th percentile ({mem['real_p5']:.4f}).",
+            "",
+        ]
     vs = bench["volume_seconds"]
     lines += [
         "## Speed (`ctvl bench synthesis`, warm model)",
@@ -110,20 +115,31 @@ def card_text(m: dict[str, Any], bench: dict[str, Any], facts: dict[str, Any]) -
         "| target | measured | limit | met |",
         "|---|---|---|---|",
     ]
-    names = {"consistency_vs_real": ("label consistency (1-3 findings) >= 0.9 x real", "macro", "limit"),
-             "consistency_strong_labels": ("consistency >= 0.8 on labels the classifier reads at F1 >= 0.8", "macro",
-                                           "limit"),
-             "fid_vs_floor": ("2.5D FID <= 2 x real-vs-real floor", "fid", "limit"),
-             "fid_vs_unconditional": ("2.5D FID <= 0.5 x unconditional", "fid", "limit")}
+    names = {
+        "consistency_vs_real": ("label consistency (1-3 findings) >= 0.9 x real", "macro", "limit"),
+        "consistency_strong_labels": (
+            "consistency >= 0.8 on labels the classifier reads at F1 >= 0.8",
+            "macro",
+            "limit",
+        ),
+        "fid_vs_floor": ("2.5D FID <= 2 x real-vs-real floor", "fid", "limit"),
+        "fid_vs_unconditional": ("2.5D FID <= 0.5 x unconditional", "fid", "limit"),
+    }
     for key, (what, value, limit) in names.items():
         if key in t:
-            lines.append(f"| {what} | {t[key][value]:.3f} | {t[key][limit]:.3f} | {'yes' if t[key]['pass'] else 'NO'} |")
+            lines.append(
+                f"| {what} | {t[key][value]:.3f} | {t[key][limit]:.3f} | {'yes' if t[key]['pass'] else 'NO'} |"
+            )
     if "no_memorization" in t:
-        lines.append(f"| not closer to training volumes than real held-out ones | "
-                     f"{mem['fraction_below_real_p5']:.1%} below real p5 | {mem['tolerance']:.0%} | "
-                     f"{'yes' if t['no_memorization']['pass'] else 'NO'} |")
-    lines.append(f"| one volume, 25 steps, warm, 2 cores <= 10 s | {vs['median']:.2f} s | 10 s | "
-                 f"{'yes' if bench['pass'] else 'NO'} |")
+        lines.append(
+            f"| not closer to training volumes than real held-out ones | "
+            f"{mem['fraction_below_real_p5']:.1%} below real p5 | {mem['tolerance']:.0%} | "
+            f"{'yes' if t['no_memorization']['pass'] else 'NO'} |"
+        )
+    lines.append(
+        f"| one volume, 25 steps, warm, 2 cores <= 10 s | {vs['median']:.2f} s | 10 s | "
+        f"{'yes' if bench['pass'] else 'NO'} |"
+    )
     lines += [
         "",
         "Published anchors for scale only (each paper's own protocol and feature network, real CT, GPUs):",

@@ -68,17 +68,33 @@ def load(root: Path, split: str, n: int | None, spec, cache: Path) -> tuple[torc
     x, y = model_space_volumes(records, spec, cache, progress=True)
     manifest = root / f"phantom_{split}.json"
     seed = json.loads(manifest.read_text()).get("seed") if manifest.exists() else None
-    return x, y, {"root": str(root.relative_to(REPO) if root.is_relative_to(REPO) else root), "split": split,
-                  "n": len(records), "seed": seed, "prevalence": [round(float(v), 4) for v in y.mean(0)]}
+    return (
+        x,
+        y,
+        {
+            "root": str(root.relative_to(REPO) if root.is_relative_to(REPO) else root),
+            "split": split,
+            "n": len(records),
+            "seed": seed,
+            "prevalence": [round(float(v), 4) for v in y.mean(0)],
+        },
+    )
 
 
 def score(nets, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     from ctvl.eval.clinical import clinical_metrics
 
     m = clinical_metrics(y.long().numpy(), nets.predict(x).numpy())
-    return {"macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"], "weighted_f1": m["weighted_f1"],
-            "n": m["n_reports"], "per_label": {k: {"f1": v["f1"], "support": v["support"], "precision": v["precision"],
-                                                    "recall": v["recall"]} for k, v in m["per_label"].items()}}
+    return {
+        "macro_f1": m["macro_f1"],
+        "micro_f1": m["micro_f1"],
+        "weighted_f1": m["weighted_f1"],
+        "n": m["n_reports"],
+        "per_label": {
+            k: {"f1": v["f1"], "support": v["support"], "precision": v["precision"], "recall": v["recall"]}
+            for k, v in m["per_label"].items()
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,31 +120,56 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     heldout = {"valid_seed0": score(nets, x_va, y_va), "test_seed1": score(nets, x_te, y_te)}
-    heldout["floors"] = {"fid_2p5d": fid_2p5d(nets, x_va, x_te), "fd_3d": fd_3d(nets, x_va, x_te),
-                         "between": ["valid_seed0", "test_seed1"], "n": [len(x_va), len(x_te)]}
+    heldout["floors"] = {
+        "fid_2p5d": fid_2p5d(nets, x_va, x_te),
+        "fd_3d": fd_3d(nets, x_va, x_te),
+        "between": ["valid_seed0", "test_seed1"],
+        "n": [len(x_va), len(x_te)],
+    }
     eval_s = time.perf_counter() - t0
     for name in ("valid_seed0", "test_seed1"):
         print(f"{name}: macro-F1 {heldout[name]['macro_f1']:.4f}", flush=True)
     print(f"floors: fid_2p5d {heldout['floors']['fid_2p5d']}, fd_3d {heldout['floors']['fd_3d']:.4f}", flush=True)
 
     training = {
-        "command": "python pipelines/train_feature_nets.py" + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "command": "python pipelines/train_feature_nets.py"
+        + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:])),
         "data": {"train": d_tr, "valid_seed0": d_va, "test_seed1": d_te},
-        "tokenizer": tok.tokenizer_id, "ctnet3d": ct.facts, "slicenet2d": sl.facts,
-        "seconds": {"preprocess": round(prep_s, 1), "ctnet3d": round(ct.seconds, 1), "slicenet2d": round(sl.seconds, 1),
-                    "evaluate": round(eval_s, 1), "total": round(time.perf_counter() - began, 1)},
+        "tokenizer": tok.tokenizer_id,
+        "ctnet3d": ct.facts,
+        "slicenet2d": sl.facts,
+        "seconds": {
+            "preprocess": round(prep_s, 1),
+            "ctnet3d": round(ct.seconds, 1),
+            "slicenet2d": round(sl.seconds, 1),
+            "evaluate": round(eval_s, 1),
+            "total": round(time.perf_counter() - began, 1),
+        },
         "losses": {"ctnet3d": ct.losses, "slicenet2d": sl.losses},
-        "threads": args.threads, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "parameters": {"ctnet3d": sum(p.numel() for p in ct.net.parameters()),
-                       "slicenet2d": sum(p.numel() for p in sl.net.parameters())},
+        "threads": args.threads,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "parameters": {
+            "ctnet3d": sum(p.numel() for p in ct.net.parameters()),
+            "slicenet2d": sum(p.numel() for p in sl.net.parameters()),
+        },
         "quick": args.quick,
     }
     results = {"training": training, "heldout": heldout, "thresholds": [float(t) for t in ct.thresholds]}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", results)
-    extra = {"MODEL_CARD.md": model_card(results, ct.net.config, sl.net.config), "per_label_f1.png": per_label_png(heldout)}
-    kwargs = dict(ctnet3d=ct.net, slicenet2d=sl.net, thresholds=ct.thresholds, spec=tok.spec, training=training,
-                  heldout=heldout, extra_files=extra)
+    extra = {
+        "MODEL_CARD.md": model_card(results, ct.net.config, sl.net.config),
+        "per_label_f1.png": per_label_png(heldout),
+    }
+    kwargs = dict(
+        ctnet3d=ct.net,
+        slicenet2d=sl.net,
+        thresholds=ct.thresholds,
+        spec=tok.spec,
+        training=training,
+        heldout=heldout,
+        extra_files=extra,
+    )
     bundle = save_feature_nets(args.out / "bundle", **kwargs)
     print(f"bundle: {bundle}", flush=True)
     if not args.no_install:

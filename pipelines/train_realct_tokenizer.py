@@ -63,8 +63,13 @@ def single_slices(volume: Any, keep: list[int] | None) -> list[Any]:
         affine = volume.affine.copy()
         affine[:3, 3] = volume.affine[:3, :3] @ np.array([0.0, 0.0, float(k)]) + volume.affine[:3, 3]
         affine[:3, 2] *= SINGLE_Z / np.linalg.norm(affine[:3, 2])
-        out.append(Volume(np.ascontiguousarray(volume.data[:, :, k : k + 1]), affine,
-                          VolumeMeta(modality="CT", source=f"{volume.meta.source}#slice{k}")))
+        out.append(
+            Volume(
+                np.ascontiguousarray(volume.data[:, :, k : k + 1]),
+                affine,
+                VolumeMeta(modality="CT", source=f"{volume.meta.source}#slice{k}"),
+            )
+        )
     return out
 
 
@@ -110,8 +115,16 @@ def ensure_phantoms(root: Path, n_train: int, n_valid: int) -> None:
         manifest = root / f"phantom_{split}.json"
         if manifest.exists() and json.loads(manifest.read_text()).get("n") == n:
             continue
-        write_dataset(root, n=n, seed=DATA_SEED, split=split, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING,
-                      workers=2, progress=True)
+        write_dataset(
+            root,
+            n=n,
+            seed=DATA_SEED,
+            split=split,
+            shape=PHANTOM_SHAPE,
+            spacing=PHANTOM_SPACING,
+            workers=2,
+            progress=True,
+        )
 
 
 def fill_caches(config: Path, overrides: list[str]) -> None:
@@ -167,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, few phantoms, no install")
     parser.add_argument("--train-only", action="store_true", help="stop after training (evaluate later)")
-    parser.add_argument("--install", action=argparse.BooleanOptionalAction, default=None,
-                        help=f"copy the bundle into {BUNDLE_DIR.relative_to(REPO)} (default: unless --quick)")
+    parser.add_argument(
+        "--install",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"copy the bundle into {BUNDLE_DIR.relative_to(REPO)} (default: unless --quick)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.shared.is_dir():
@@ -180,8 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     real = ensure_real(data / "realct", args.shared)
     ensure_phantoms(data / "phantom-1p5", n_train, n_valid)
-    facts: dict[str, Any] = {"threads": args.threads, "data_seconds": round(time.perf_counter() - t0, 1),
-                             "real_training": real, "n_phantom_train": n_train, "n_phantom_valid": n_valid}
+    facts: dict[str, Any] = {
+        "threads": args.threads,
+        "data_seconds": round(time.perf_counter() - t0, 1),
+        "real_training": real,
+        "n_phantom_train": n_train,
+        "n_phantom_valid": n_valid,
+    }
     facts["runs"] = train_all(args.out, data, args.quick)
     facts["train_seconds"] = round(time.perf_counter() - began, 1)
     (args.out / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
@@ -190,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     import realct_report  # noqa: PLC0415  (evaluation, card and install; a sibling script)
 
     install = (not args.quick) if args.install is None else args.install
-    return realct_report.finish(out=args.out, data=data, shared=args.shared, facts=facts, install=install,
-                                bundle_dir=BUNDLE_DIR, began=began)
+    return realct_report.finish(
+        out=args.out, data=data, shared=args.shared, facts=facts, install=install, bundle_dir=BUNDLE_DIR, began=began
+    )
 
 
 if __name__ == "__main__":

@@ -82,8 +82,13 @@ def launch(name: str, overrides: list[str], out: Path, threads: int) -> tuple[su
 
     config = VARIANTS[name][0]
     cfg = load_config(config, overrides)
-    facts = {"config": str(config.relative_to(REPO)), "overrides": overrides, "run_dir": str(cfg.run_dir),
-             "steps": cfg.steps, "batch_size": cfg.batch_size}
+    facts = {
+        "config": str(config.relative_to(REPO)),
+        "overrides": overrides,
+        "run_dir": str(cfg.run_dir),
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+    }
     if _finished(cfg.run_dir, cfg.steps):
         return None, facts
     cmd = [sys.executable, "-m", "ctvl", "train", "report", "--config", str(config), *overrides]
@@ -118,8 +123,14 @@ def train_all(names: list[str], overrides: dict[str, list[str]], out: Path, thre
     for name in names:
         records = read_metrics(Path(facts[name]["run_dir"]) / "metrics.jsonl")
         last = records[-1] if records else {}
-        facts[name].update({"seconds": round(float(last.get("seconds", 0.0)), 1), "final_loss": last.get("loss"),
-                            "final_metrics": last.get("metrics", {}), "threads": per_job})
+        facts[name].update(
+            {
+                "seconds": round(float(last.get("seconds", 0.0)), 1),
+                "final_loss": last.get("loss"),
+                "final_metrics": last.get("metrics", {}),
+                "threads": per_job,
+            }
+        )
     return facts
 
 
@@ -138,11 +149,20 @@ def calibrate_and_export(names: list[str], facts: dict[str, Any], data: Path, ou
             found = calibrate_on_split(run_dir, data, split="train", cache_dir=cache)
             facts[name]["calibration"] = found
             overrides = {"label_threshold": found["threshold"]}
-            print(f"{name}: diagnosis threshold {found['threshold']} (training macro-F1 "
-                  f"{found['scores'][found['threshold']]:.3f})", flush=True)
+            print(
+                f"{name}: diagnosis threshold {found['threshold']} (training macro-F1 "
+                f"{found['scores'][found['threshold']]:.3f})",
+                flush=True,
+            )
         facts[name]["model_overrides"] = overrides
-        facts[name]["bundle"] = str(export_report_bundle(run_dir, out / "bundles" / name, model_overrides=overrides,
-                                                         tokenizer_source=installed_tokenizer(run_dir)))
+        facts[name]["bundle"] = str(
+            export_report_bundle(
+                run_dir,
+                out / "bundles" / name,
+                model_overrides=overrides,
+                tokenizer_source=installed_tokenizer(run_dir),
+            )
+        )
 
 
 def evaluate_all(names: list[str], facts: dict[str, Any], data: Path, out: Path, limit: int | None) -> dict[str, Any]:
@@ -153,10 +173,21 @@ def evaluate_all(names: list[str], facts: dict[str, Any], data: Path, out: Path,
     for name in names:
         began = time.perf_counter()
         print(f"evaluating {name} on held-out phantoms", flush=True)
-        result = run_eval(data, out / "eval" / name, split="valid", model=facts[name]["bundle"], limit=limit,
-                          batch_size=16, meteor=None)
+        result = run_eval(
+            data,
+            out / "eval" / name,
+            split="valid",
+            model=facts[name]["bundle"],
+            limit=limit,
+            batch_size=16,
+            meteor=None,
+        )
         assert result.metrics is not None, f"no report generated for {name}"
-        results[name] = {"metrics": result.metrics, "errors": result.errors, "seconds": round(time.perf_counter() - began, 1)}
+        results[name] = {
+            "metrics": result.metrics,
+            "errors": result.errors,
+            "seconds": round(time.perf_counter() - began, 1),
+        }
     return results
 
 
@@ -166,24 +197,42 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for name, res in results.items():
         m = res["metrics"]
         c, n, d = m["clinical"], m["nlg"], m["degenerate"]
-        rows.append({"variant": name, "visual_input": VARIANTS[name][1], "macro_f1": c["macro_f1"],
-                     "micro_f1": c["micro_f1"], "weighted_f1": c["weighted_f1"], "bleu_4": n["bleu_4"],
-                     "rouge_l": n["rouge_l"], "meteor": n["meteor"], "cider": n["cider"],
-                     "duplicate_fraction": d["duplicate_fraction"], "mean_length": d["mean_length"],
-                     "ref_mean_length": d["ref_mean_length"], "reports": m["n_reports"], "errors": res["errors"]})
+        rows.append(
+            {
+                "variant": name,
+                "visual_input": VARIANTS[name][1],
+                "macro_f1": c["macro_f1"],
+                "micro_f1": c["micro_f1"],
+                "weighted_f1": c["weighted_f1"],
+                "bleu_4": n["bleu_4"],
+                "rouge_l": n["rouge_l"],
+                "meteor": n["meteor"],
+                "cider": n["cider"],
+                "duplicate_fraction": d["duplicate_fraction"],
+                "mean_length": d["mean_length"],
+                "ref_mean_length": d["ref_mean_length"],
+                "reports": m["n_reports"],
+                "errors": res["errors"],
+            }
+        )
     return rows
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     meteor = "| METEOR " if any(r["meteor"] is not None for r in rows) else ""
-    lines = ["| visual input | clinical macro-F1 | micro-F1 | BLEU-4 | ROUGE-L " + meteor
-             + "| duplicate fraction | mean length (ref) |",
-             "|---|---|---|---|---" + ("|---" if meteor else "") + "|---|---|"]
+    lines = [
+        "| visual input | clinical macro-F1 | micro-F1 | BLEU-4 | ROUGE-L "
+        + meteor
+        + "| duplicate fraction | mean length (ref) |",
+        "|---|---|---|---|---" + ("|---" if meteor else "") + "|---|---|",
+    ]
     for r in rows:
         met = f"| {r['meteor']:.3f} " if meteor and r["meteor"] is not None else ("| - " if meteor else "")
-        lines.append(f"| {r['visual_input']} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | {r['bleu_4']:.3f} | "
-                     f"{r['rouge_l']:.3f} {met}| {r['duplicate_fraction']:.3f} | {r['mean_length']:.0f} "
-                     f"({r['ref_mean_length']:.0f}) |")
+        lines.append(
+            f"| {r['visual_input']} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | {r['bleu_4']:.3f} | "
+            f"{r['rouge_l']:.3f} {met}| {r['duplicate_fraction']:.3f} | {r['mean_length']:.0f} "
+            f"({r['ref_mean_length']:.0f}) |"
+        )
     return "\n".join(lines)
 
 
@@ -191,10 +240,14 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     by = {r["variant"]: r for r in rows}
     out = []
     if "3d" in by:
-        out.append(f"- clinical macro-F1 with the 3D tokenizer >= 0.80: {by['3d']['macro_f1']:.3f} "
-                   f"({'met' if by['3d']['macro_f1'] >= 0.80 else 'NOT met'})")
-        out.append(f"- duplicate fraction < 0.2: {by['3d']['duplicate_fraction']:.3f} "
-                   f"({'met' if by['3d']['duplicate_fraction'] < 0.2 else 'NOT met'})")
+        out.append(
+            f"- clinical macro-F1 with the 3D tokenizer >= 0.80: {by['3d']['macro_f1']:.3f} "
+            f"({'met' if by['3d']['macro_f1'] >= 0.80 else 'NOT met'})"
+        )
+        out.append(
+            f"- duplicate fraction < 0.2: {by['3d']['duplicate_fraction']:.3f} "
+            f"({'met' if by['3d']['duplicate_fraction'] < 0.2 else 'NOT met'})"
+        )
     if "3d" in by and "slicewise" in by and by["slicewise"]["macro_f1"] > 0:
         ratio = by["3d"]["macro_f1"] / by["slicewise"]["macro_f1"]
         out.append(f"- 3D / slice-wise macro-F1 >= 1.4: {ratio:.2f} ({'met' if ratio >= 1.4 else 'NOT met'})")
@@ -219,10 +272,17 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         "Writes a chest CT report (findings + impression) from a scan: the bundle's preprocessing → the causal",
         f"3D tokenizer ({export['tokenizer']['compression']}, {export['tokenizer']['token_channels']}-bit LFQ, id "
         f"`{export['tokenizer']['id']}`, copied in `tokenizer/`) → "
-        + (f"{mc['conv_layers']} 3x3x3 conv layers ({mc['conv_width']} channels) on the latent grid → "
-           if mc.get("conv_layers") else "")
+        + (
+            f"{mc['conv_layers']} 3x3x3 conv layers ({mc['conv_width']} channels) on the latent grid → "
+            if mc.get("conv_layers")
+            else ""
+        )
         + f"{mc['reduction']['kind']} token reduction (keep {mc['reduction'].get('keep')}) with 3D position codes"
-        + (" + one summary token (mean/max-pooled features, with its own 18-label loss)" if mc.get("summary_token") else "")
+        + (
+            " + one summary token (mean/max-pooled features, with its own 18-label loss)"
+            if mc.get("summary_token")
+            else ""
+        )
         + f" → MLP projector ({mc['conv_width'] if mc.get('conv_layers') else mc['visual_dim']} → "
         f"{lm['hidden_size']} → {lm['hidden_size']}) → a {lm['arch'].title()}-style causal LM built from a config "
         f"({lm['num_hidden_layers']} layers, width {lm['hidden_size']}, {params / 1e6:.1f} M parameters in all), "
@@ -230,12 +290,19 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         "trained on the training reports. An auxiliary 18-label loss is read at `</image>` "
         f"(weight {mc['aux_label_weight']}); the labels returned by `ctvl report --json` are the report labeler's "
         "reading of the generated text.",
-        *(["", "**Diagnosis prompt** (after PromptMRG, Jin et al., AAAI 2024): 18 learned tokens between `</image>` "
-           "and `<findings>`, one per CT-RATE label, each saying present or absent. In training they carry the "
-           "ground-truth labels, so the LM learns to write what they say; at inference they carry the visual label "
-           f"head (pooled conv features) thresholded at {mc['label_threshold']}, the threshold with the best macro-F1 "
-           "on the *training* scans (`ctvl.eval.calibrate`; held-out scans never used). The visual tokens stay "
-           "in the prompt for what the labels do not say (sides, sizes, severity)."] if mc.get("label_prompt") else []),
+        *(
+            [
+                "",
+                "**Diagnosis prompt** (after PromptMRG, Jin et al., AAAI 2024): 18 learned tokens between `</image>` "
+                "and `<findings>`, one per CT-RATE label, each saying present or absent. In training they carry the "
+                "ground-truth labels, so the LM learns to write what they say; at inference they carry the visual label "
+                f"head (pooled conv features) thresholded at {mc['label_threshold']}, the threshold with the best macro-F1 "
+                "on the *training* scans (`ctvl.eval.calibrate`; held-out scans never used). The visual tokens stay "
+                "in the prompt for what the labels do not say (sides, sizes, severity).",
+            ]
+            if mc.get("label_prompt")
+            else []
+        ),
         "",
         "**Use:** `ctvl report SCAN [--json]` (NIfTI, NRRD, MetaImage or DICOM). Trained on procedural phantoms only: it is a",
         "working demonstration of the pipeline, not a clinical model; on real CT it will write phantom-style reports.",
@@ -259,7 +326,9 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         "",
         *targets(rows),
         "",
-        "Weakest labels of the 3D model: " + ", ".join(f"{k} (F1 {v['f1']:.2f}, n={v['support']})" for k, v in worst) + ".",
+        "Weakest labels of the 3D model: "
+        + ", ".join(f"{k} (F1 {v['f1']:.2f}, n={v['support']})" for k, v in worst)
+        + ".",
         "",
         "**Why the numbers are low.** The CPU tokenizer keeps 12 bits per 8 x 8 x 8 block of a 64 x 64 x 33 volume "
         "(6 mm voxels), and many findings (calcifications, small nodules, devices, septal lines) occupy a voxel or "
@@ -270,8 +339,10 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
         "",
     ]
     for name, t in facts["train"].items():
-        lines.append(f"- {name}: `ctvl train report --config {t['config']}` — {t['steps']} steps, "
-                     f"{t['seconds'] / 60:.1f} min on {t['threads']} thread(s); final loss {t['final_loss']:.3f}")
+        lines.append(
+            f"- {name}: `ctvl train report --config {t['config']}` — {t['steps']} steps, "
+            f"{t['seconds'] / 60:.1f} min on {t['threads']} thread(s); final loss {t['final_loss']:.3f}"
+        )
     lines += [
         f"- hardware: {facts['hardware']}; whole pipeline {facts['pipeline_seconds'] / 60:.1f} min "
         "(data, token caches, trainings, calibration, evaluations, export)",
@@ -290,13 +361,15 @@ def probe_sentence(probe: dict[str, Any] | None) -> str:
     if not probe or "voxels" not in probe or "codes" not in probe:
         return ""
     v, c = probe["voxels"], probe["codes"]
-    return (f"`pipelines/probe_tokens.py` trains the same small 3D CNN ({v['epochs']} epochs, {probe['n_train']} "
-            f"training / {probe['n_valid']} held-out scans, no LM) on the preprocessed voxels and on the tokenizer's "
-            f"codes: macro-F1 {v['macro_f1']:.3f} from the voxels, {c['macro_f1']:.3f} from the codes (threshold 0.5 with "
-            "positive-class weights; the report model's lower, calibrated threshold gains on the rare labels). The tokens keep "
-            "about half of what a classifier can read from the 64 x 64 x 33 grid, and that grid itself does not "
-            "show the smallest findings; 0.80 needs a finer tokenizer (more bits or less compression) on a finer "
-            "grid, i.e. the paper-sized configuration on a GPU. ")
+    return (
+        f"`pipelines/probe_tokens.py` trains the same small 3D CNN ({v['epochs']} epochs, {probe['n_train']} "
+        f"training / {probe['n_valid']} held-out scans, no LM) on the preprocessed voxels and on the tokenizer's "
+        f"codes: macro-F1 {v['macro_f1']:.3f} from the voxels, {c['macro_f1']:.3f} from the codes (threshold 0.5 with "
+        "positive-class weights; the report model's lower, calibrated threshold gains on the rare labels). The tokens keep "
+        "about half of what a classifier can read from the 64 x 64 x 33 grid, and that grid itself does not "
+        "show the smallest findings; 0.80 needs a finer tokenizer (more bits or less compression) on a finer "
+        "grid, i.e. the paper-sized configuration on a GPU. "
+    )
 
 
 def installed_tokenizer(run_dir: str) -> Path | None:
@@ -332,8 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", default=str(REPO / "ctvl" / "bundles" / "tokenizer-phantom-cpu"))
     parser.add_argument("--slicewise-tokenizer", default=str(REPO / "runs" / "tokenizer-phantom-cpu" / "slicewise"))
     parser.add_argument("--quick", action="store_true", help="smoke run: few scans, few steps, no install")
-    parser.add_argument("--probe", type=Path, default=REPO / "runs" / "probe-tokens" / "probe.json",
-                        help="probe.json of pipelines/probe_tokens.py, quoted in the model card when present")
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        default=REPO / "runs" / "probe-tokens" / "probe.json",
+        help="probe.json of pipelines/probe_tokens.py, quoted in the model card when present",
+    )
     parser.add_argument("--install", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("overrides", nargs="*", help="config overrides for every variant, e.g. steps=1200")
     args = parser.parse_args(argv)
@@ -348,18 +425,29 @@ def main(argv: list[str] | None = None) -> int:
     n_train, n_valid = (16, 6) if args.quick else (args.n_train, args.n_valid)
     data = (out / "data") if args.quick else args.data.resolve()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    facts: dict[str, Any] = {"out": str(out), "threads": args.threads, "jobs": args.jobs,
-                             "hardware": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores"}
-    facts["data"] = {"root": str(data), "n_train": n_train, "n_valid": n_valid,
-                     "seconds": round(ensure_phantoms(data, n_train, n_valid), 1)}
+    facts: dict[str, Any] = {
+        "out": str(out),
+        "threads": args.threads,
+        "jobs": args.jobs,
+        "hardware": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores",
+    }
+    facts["data"] = {
+        "root": str(data),
+        "n_train": n_train,
+        "n_valid": n_valid,
+        "seconds": round(ensure_phantoms(data, n_train, n_valid), 1),
+    }
     cache = out / "cache"
     tokenizers = {"3d": args.tokenizer, "slicewise": args.slicewise_tokenizer}
     facts["cache_seconds"] = {n: round(fill_cache(data, tokenizers[n], cache), 1) for n in names if n in tokenizers}
     common = [f"data.root={data}", f"data.cache_dir={cache}", *args.overrides]
     if args.quick:
         common += ["steps=6", "log_every=2", "checkpoint_every=6", "warmup_steps=2", "model.max_new_tokens=48"]
-    overrides = {n: [f"output_dir={out / 'runs' / n}", *common] + ([f"data.tokenizer={tokenizers[n]}"] if n in tokenizers else [])
-                 for n in names}
+    overrides = {
+        n: [f"output_dir={out / 'runs' / n}", *common]
+        + ([f"data.tokenizer={tokenizers[n]}"] if n in tokenizers else [])
+        for n in names
+    }
     facts["train"] = train_all(names, overrides, out, args.threads, args.jobs)
     calibrate_and_export(names, facts["train"], data, out, cache)
     results = evaluate_all(names, facts["train"], data, out, None)
@@ -379,13 +467,22 @@ def main(argv: list[str] | None = None) -> int:
         from ctvl.report.bundle import export_report_bundle
 
         card = model_card(facts, rows, table)
-        training = {"pipeline": "pipelines/train_report.py", "train": facts["train"]["3d"], "data": facts["data"],
-                    "comparison": rows}
-        bundle = export_report_bundle(facts["train"]["3d"]["run_dir"], out / "bundle", card=card, training=training,
-                                      tokenizer_source=installed_tokenizer(facts["train"]["3d"]["run_dir"]),
-                                      model_overrides=facts["train"]["3d"]["model_overrides"])
+        training = {
+            "pipeline": "pipelines/train_report.py",
+            "train": facts["train"]["3d"],
+            "data": facts["data"],
+            "comparison": rows,
+        }
+        bundle = export_report_bundle(
+            facts["train"]["3d"]["run_dir"],
+            out / "bundle",
+            card=card,
+            training=training,
+            tokenizer_source=installed_tokenizer(facts["train"]["3d"]["run_dir"]),
+            model_overrides=facts["train"]["3d"]["model_overrides"],
+        )
         shutil.copyfile(out / "eval" / "3d" / "per_label_f1.png", bundle / "per_label_f1.png")
-        if (args.install if args.install is not None else not args.quick):
+        if args.install if args.install is not None else not args.quick:
             install(bundle)
     print(f"pipeline finished in {facts['pipeline_seconds'] / 60:.1f} min", flush=True)
     return 0

@@ -66,18 +66,33 @@ def train(out: Path, overrides: list[str], threads: int) -> dict[str, Any]:
 
     run_dir = out / "run"
     resume = latest_checkpoint(run_dir) is not None
-    cmd = [sys.executable, "-m", "ctvl", "train", "synthesis", "--config", str(CONFIG),
-           *(["--resume"] if resume else []), f"output_dir={rel(run_dir)}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ctvl",
+        "train",
+        "synthesis",
+        "--config",
+        str(CONFIG),
+        *(["--resume"] if resume else []),
+        f"output_dir={rel(run_dir)}",
+        *overrides,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     began = time.perf_counter()
     cpu0 = os.times()
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=REPO)
     cpu1 = os.times()
-    return {"command": "ctvl train synthesis --config configs/phantom-cpu-synthesis.yaml " + " ".join(overrides),
-            "seconds": round(time.perf_counter() - began, 1), "resumed": resume,
-            "cpu_seconds": round((cpu1.children_user + cpu1.children_system)
-                                 - (cpu0.children_user + cpu0.children_system), 1), "run_dir": str(run_dir)}
+    return {
+        "command": "ctvl train synthesis --config configs/phantom-cpu-synthesis.yaml " + " ".join(overrides),
+        "seconds": round(time.perf_counter() - began, 1),
+        "resumed": resume,
+        "cpu_seconds": round(
+            (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system), 1
+        ),
+        "run_dir": str(run_dir),
+    }
 
 
 def write_prompts(data: Path, path: Path, limit: int | None) -> int:
@@ -120,32 +135,62 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n_train, args.n_valid = 24, 12
         args.data, args.data_b = args.out / "data", args.out / "data-b"
-        overrides += ["steps=4", "batch_size=4", "checkpoint_every=2", "model.channels=[16,32,32]",
-                      "model.norm_num_groups=8", "model.num_head_channels=16"]
+        overrides += [
+            "steps=4",
+            "batch_size=4",
+            "checkpoint_every=2",
+            "model.channels=[16,32,32]",
+            "model.norm_num_groups=8",
+            "model.num_head_channels=16",
+        ]
     overrides += [f"data.root={rel(args.data)}", f"data.cache_dir={rel(args.out / 'cache')}"]
     ensure_split(args.data, args.n_train, 0, "train")
     ensure_split(args.data, args.n_valid, 0, "valid")
     ensure_split(args.data_b, args.n_valid, 1, "valid")
     training = train(args.out, overrides, args.threads)
-    bundle = export_synthesis_bundle(args.out / "run", args.out / "bundle", tokenizer_source=TOKENIZER,
-                                     training={"pipeline": "pipelines/train_synthesis.py", **training})
+    bundle = export_synthesis_bundle(
+        args.out / "run",
+        args.out / "bundle",
+        tokenizer_source=TOKENIZER,
+        training={"pipeline": "pipelines/train_synthesis.py", **training},
+    )
     prompts = args.out / "prompts.csv"
     n_prompts = write_prompts(args.data, prompts, None)
-    metrics = evaluate_synthesis(prompts, args.out / "eval", real=args.data, reference=args.data_b, train=args.data,
-                                 generator=bundle, features=args.features, cache_dir=args.out / "cache" / "voxels")
+    metrics = evaluate_synthesis(
+        prompts,
+        args.out / "eval",
+        real=args.data,
+        reference=args.data_b,
+        train=args.data,
+        generator=bundle,
+        features=args.features,
+        cache_dir=args.out / "cache" / "voxels",
+    )
     bench = run_synthesis_bench(model=bundle, steps=25, repeats=3, threads=args.threads)
     write_json(args.out / "bench.json", bench)
     facts = {
-        "training": training, "data": rel(args.data), "features": rel(Path(metrics["feature_nets"])),
-        "n_train": args.n_train, "n_valid": args.n_valid, "n_prompts": n_prompts,
+        "training": training,
+        "data": rel(args.data),
+        "features": rel(Path(metrics["feature_nets"])),
+        "n_train": args.n_train,
+        "n_valid": args.n_valid,
+        "n_prompts": n_prompts,
         "machine": f"{platform.machine()}, {platform.system()}, {args.threads} torch threads",
-        "pipeline_seconds": round(time.perf_counter() - began, 1), "overrides": overrides,
+        "pipeline_seconds": round(time.perf_counter() - began, 1),
+        "overrides": overrides,
     }
-    export_synthesis_bundle(args.out / "run", args.out / "bundle", tokenizer_source=TOKENIZER,
-                            training={"pipeline": "pipelines/train_synthesis.py", **training,
-                                      "metrics": {k: metrics[k] for k in ("fid_2p5d", "fd_3d", "targets")},
-                                      "bench": {k: bench[k] for k in ("volume_seconds", "pass")}},
-                            card=card_text(metrics, bench, facts))
+    export_synthesis_bundle(
+        args.out / "run",
+        args.out / "bundle",
+        tokenizer_source=TOKENIZER,
+        training={
+            "pipeline": "pipelines/train_synthesis.py",
+            **training,
+            "metrics": {k: metrics[k] for k in ("fid_2p5d", "fd_3d", "targets")},
+            "bench": {k: bench[k] for k in ("volume_seconds", "pass")},
+        },
+        card=card_text(metrics, bench, facts),
+    )
     shutil.copy2(args.out / "eval" / "grid.png", args.out / "bundle" / "grid.png")
     if not (args.quick or args.no_install):
         from ctvl.atomic import publish_dir
@@ -153,8 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         with publish_dir(BUNDLE_DIR) as tmp:  # the shipped bundle is replaced whole or not at all
             shutil.copytree(args.out / "bundle", tmp, dirs_exist_ok=True)
         print(f"installed {BUNDLE_DIR}")
-    print(json.dumps({"fid_2p5d": metrics["fid_2p5d"], "fd_3d": metrics["fd_3d"], "targets": metrics["targets"],
-                      "bench_median_s": bench["volume_seconds"]["median"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "fid_2p5d": metrics["fid_2p5d"],
+                "fd_3d": metrics["fd_3d"],
+                "targets": metrics["targets"],
+                "bench_median_s": bench["volume_seconds"]["median"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

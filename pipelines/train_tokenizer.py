@@ -44,11 +44,16 @@ N_TRAIN, N_VALID, DATA_SEED = 200, 24, 0
 # natively on each grid: interpolating a coarser render would fake the inter-slice redundancy 3D tokens exploit.
 GRIDS: dict[str, dict[str, Any]] = {
     "cpu": {"shape": (64, 64, 33), "spacing": None, "overrides": {}},
-    "cpu-iso": {"shape": (64, 64, 65), "spacing": (6.0, 6.0, 5.625), "overrides": {
-        "s1": ["data.preprocessing=cpu-iso"],
-        "s2": ["data.preprocessing=cpu-iso", "data.crop=33"],  # 4 windows, as whole volumes on the cpu grid
-        "s3": ["data.preprocessing=cpu-iso", "data.crop=33"],
-        "slicewise": ["data.preprocessing=cpu-iso", "model.match_depth=65"]}},
+    "cpu-iso": {
+        "shape": (64, 64, 65),
+        "spacing": (6.0, 6.0, 5.625),
+        "overrides": {
+            "s1": ["data.preprocessing=cpu-iso"],
+            "s2": ["data.preprocessing=cpu-iso", "data.crop=33"],  # 4 windows, as whole volumes on the cpu grid
+            "s3": ["data.preprocessing=cpu-iso", "data.crop=33"],
+            "slicewise": ["data.preprocessing=cpu-iso", "model.match_depth=65"],
+        },
+    },
 }
 
 
@@ -65,8 +70,9 @@ def ensure_phantoms(root: Path, n_train: int, n_valid: int, grid: str = "cpu") -
         if manifest.exists() and json.loads(manifest.read_text()).get("n") == n:
             continue
         print(f"writing {n} phantom {split} volumes to {root}", flush=True)
-        write_dataset(root, n, DATA_SEED, split=split, shape=GRIDS[grid]["shape"], spacing=GRIDS[grid]["spacing"],
-                      progress=True)
+        write_dataset(
+            root, n, DATA_SEED, split=split, shape=GRIDS[grid]["shape"], spacing=GRIDS[grid]["spacing"], progress=True
+        )
     spec = PreprocessSpec.cpu_iso() if grid == "cpu-iso" else PreprocessSpec.cpu()
     train = CTRateDataset(scan_ctrate(root, split="train"), spec, cache_dir=root / ".cache" / "preprocess")
     for i in range(len(train)):  # the cache the training configs read (data.cache_dir default)
@@ -98,15 +104,27 @@ def train_run(task_stage: int, config: Path, overrides: list[str]) -> dict[str, 
         result = train(TokenizerTask(task_stage), cfg, resume=latest is not None)
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-        timing = {"wall_seconds": result.seconds, "cpu_seconds": cpu, "threads": torch.get_num_threads(),
-                  "resumed": latest is not None}
+        timing = {
+            "wall_seconds": result.seconds,
+            "cpu_seconds": cpu,
+            "threads": torch.get_num_threads(),
+            "resumed": latest is not None,
+        }
         timing_file.write_text(json.dumps(timing, indent=2) + "\n", encoding="utf-8")
     records = read_metrics(cfg.run_dir / "metrics.jsonl")
     last = records[-1] if records else {}
-    return {"command": command, "skipped": done, "run_dir": str(cfg.run_dir.relative_to(REPO) if cfg.run_dir.is_relative_to(REPO)
-                                                 else cfg.run_dir),
-            "steps": cfg.steps, "batch_size": cfg.batch_size, "seconds": round(float(timing["wall_seconds"]), 1),
-            "cpu_seconds": timing.get("cpu_seconds"), "threads": timing.get("threads"), "final": last.get("metrics", {}), "final_loss": last.get("loss")}
+    return {
+        "command": command,
+        "skipped": done,
+        "run_dir": str(cfg.run_dir.relative_to(REPO) if cfg.run_dir.is_relative_to(REPO) else cfg.run_dir),
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "seconds": round(float(timing["wall_seconds"]), 1),
+        "cpu_seconds": timing.get("cpu_seconds"),
+        "threads": timing.get("threads"),
+        "final": last.get("metrics", {}),
+        "final_loss": last.get("loss"),
+    }
 
 
 def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> str:
@@ -145,17 +163,21 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "| stage | what | command | steps x batch | wall time | CPU time |",
         "|---|---|---|---|---|---|",
     ]
-    what = {"s1": "local reconstruction: 9-slice excerpts + 2 single slices per sample",
-            "s2": "overlapping-window tiling (5 Haar frames, stride 4), " + ("whole 33-slice volumes" if spec.depth == 33
-                                                                             else f"33-slice crops of {spec.depth}"),
-            "s3": "long-context decoder refinement (encoder + quantizer frozen), " + ("whole volumes" if spec.depth == 33
-                                                                                     else "33-slice crops"),
-            "slicewise": "2D baseline: same stream as stage 1, steps of all three stages"}
+    what = {
+        "s1": "local reconstruction: 9-slice excerpts + 2 single slices per sample",
+        "s2": "overlapping-window tiling (5 Haar frames, stride 4), "
+        + ("whole 33-slice volumes" if spec.depth == 33 else f"33-slice crops of {spec.depth}"),
+        "s3": "long-context decoder refinement (encoder + quantizer frozen), "
+        + ("whole volumes" if spec.depth == 33 else "33-slice crops"),
+        "slicewise": "2D baseline: same stream as stage 1, steps of all three stages",
+    }
     for key in ("s1", "s2", "s3", "slicewise"):
         r = runs[key]
         cpu = f"{r['cpu_seconds'] / 60:.1f} min" if r.get("cpu_seconds") else "n/a"
-        lines.append(f"| {key} | {what[key]} | `{r['command']}` | {r['steps']} x {r['batch_size']} | "
-                     f"{r['seconds'] / 60:.1f} min | {cpu} |")
+        lines.append(
+            f"| {key} | {what[key]} | `{r['command']}` | {r['steps']} x {r['batch_size']} | "
+            f"{r['seconds'] / 60:.1f} min | {cpu} |"
+        )
     lines += [
         "",
         f"3D total: {total_3d / 60:.1f} min (target <= 60 min on 2 cores); 2D baseline: "
@@ -189,10 +211,14 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         lines += ["## Memory in depth (`ctvl bench tokenizer`)", "", "```", b, "```", ""]
     if facts.get("note"):
         lines += ["## Notes", "", facts["note"].strip(), ""]
-    lines += ["## Limits", "",
-              f"- Trained on procedural phantoms at 64 x 64 x {spec.depth} that fill the field of view: real CT is reconstructed",
-              "  coarsely (see the real CT rows), and slabs padded with many air slices are reconstructed poorly.",
-              "- No perceptual or adversarial loss (none is available offline): reconstructions are smooth.", ""]
+    lines += [
+        "## Limits",
+        "",
+        f"- Trained on procedural phantoms at 64 x 64 x {spec.depth} that fill the field of view: real CT is reconstructed",
+        "  coarsely (see the real CT rows), and slabs padded with many air slices are reconstructed poorly.",
+        "- No perceptual or adversarial loss (none is available offline): reconstructions are smooth.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -211,16 +237,20 @@ def budget_note(results: dict[str, Any]) -> str:
     per_slice_3d = d3 * h3 * w3 * (t3 - 1) / (depth - 1)
     per_slice_2d = d2 * h2 * w2
     adjacent = results.get("phantom_adjacent_slice_psnr")
-    text = (f"Budget at {depth} slices: the 3D tokenizer spends {first} of its {d3 * h3 * w3 * t3} latent bits on the "
-            f"first slice alone (causal design: latent frame 0 is that slice) and {per_slice_3d:.0f} bits per slice "
-            f"on the other {depth - 1}; the 2D one spends {per_slice_2d} bits on every slice ({d2 * h2 * w2 * t2} in all).")
+    text = (
+        f"Budget at {depth} slices: the 3D tokenizer spends {first} of its {d3 * h3 * w3 * t3} latent bits on the "
+        f"first slice alone (causal design: latent frame 0 is that slice) and {per_slice_3d:.0f} bits per slice "
+        f"on the other {depth - 1}; the 2D one spends {per_slice_2d} bits on every slice ({d2 * h2 * w2 * t2} in all)."
+    )
     if adjacent is not None:
         fine = adjacent_slice_psnr(1.5)
         coarse = adjacent_slice_psnr(11.25, slices=33)
         dz = spec.spacing[2]
-        text += (f" On this {dz:g} mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (11.25 mm grid: "
-                 f"{coarse:.1f} dB; the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame spans 8 slices = {8 * dz:g} mm "
-                 "of anatomy (12 mm at 1.5 mm).")
+        text += (
+            f" On this {dz:g} mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (11.25 mm grid: "
+            f"{coarse:.1f} dB; the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame spans 8 slices = {8 * dz:g} mm "
+            "of anatomy (12 mm at 1.5 mm)."
+        )
     return text
 
 
@@ -246,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu", help="model grid (see GRIDS)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, few volumes, no install")
-    parser.add_argument("--install", action=argparse.BooleanOptionalAction, default=None,
-                        help="copy the bundle into ctvl/bundles/tokenizer-phantom-cpu (default: unless --quick)")
+    parser.add_argument(
+        "--install",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="copy the bundle into ctvl/bundles/tokenizer-phantom-cpu (default: unless --quick)",
+    )
     parser.add_argument("--bench", type=Path, default=None, help="a `ctvl bench tokenizer` text output for the card")
     parser.add_argument("--note", type=Path, default=None, help="a text file appended to the model card (Notes)")
     args = parser.parse_args(argv)
@@ -257,10 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     default_data = REPO / "runs" / "data" / ("phantom" if args.grid == "cpu" else f"phantom-{args.grid.split('-')[1]}")
     data_root = (args.data or default_data) if not args.quick else args.out / "data"
     grid_over = GRIDS[args.grid]["overrides"]
-    facts: dict[str, Any] = {"threads": args.threads, "runs": {}, "grid": args.grid,
-                             "hardware": f"{platform.processor() or platform.machine()}, {platform.system()}"}
-    facts["data"] = {"root": str(data_root), "n_train": n_train, "n_valid": n_valid,
-                     "seconds": round(ensure_phantoms(data_root, n_train, n_valid, args.grid), 1)}
+    facts: dict[str, Any] = {
+        "threads": args.threads,
+        "runs": {},
+        "grid": args.grid,
+        "hardware": f"{platform.processor() or platform.machine()}, {platform.system()}",
+    }
+    facts["data"] = {
+        "root": str(data_root),
+        "n_train": n_train,
+        "n_valid": n_valid,
+        "seconds": round(ensure_phantoms(data_root, n_train, n_valid, args.grid), 1),
+    }
     common = [f"data.root={data_root}"] + (["steps=4", "log_every=2", "checkpoint_every=4"] if args.quick else [])
     total_steps = 0
     from ctvl.train import load_config
@@ -277,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     from ctvl.tokenizers.causal3d.bundle import export_bundle
 
     bundle = export_bundle(args.out / "s3", args.out / "bundle", training={"pipeline": "pipelines/train_tokenizer.py"})
-    models = {"3D after stage 1": args.out / "s1", "3D after stage 3": bundle,
-              "2D slice-wise baseline": args.out / "slicewise"}
+    models = {
+        "3D after stage 1": args.out / "s1",
+        "3D after stage 3": bundle,
+        "2D slice-wise baseline": args.out / "slicewise",
+    }
     real = eval_tokenizer.SHARED_VOLUMES if eval_tokenizer.SHARED_VOLUMES.is_dir() else None
     results = eval_tokenizer.run(models, data_root, real, args.out / "eval", max_cases=None)
     table = eval_tokenizer.markdown_table(results)
@@ -293,9 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.note is not None and args.note.is_file():
         facts["note"] = args.note.read_text().strip()
     card = model_card(facts, results, table)
-    training = {"pipeline": "pipelines/train_tokenizer.py", "stages": facts["runs"], "data": facts["data"],
-                "threads": args.threads, "pipeline_seconds": facts["pipeline_seconds"],
-                "metrics": {k: {"phantom": v["phantom"], "real": v["real"]} for k, v in results["models"].items()}}
+    training = {
+        "pipeline": "pipelines/train_tokenizer.py",
+        "stages": facts["runs"],
+        "data": facts["data"],
+        "threads": args.threads,
+        "pipeline_seconds": facts["pipeline_seconds"],
+        "metrics": {k: {"phantom": v["phantom"], "real": v["real"]} for k, v in results["models"].items()},
+    }
     export_bundle(args.out / "s3", bundle, card=card, training=training)
     shutil.copyfile(args.out / "eval" / "recon_montage_small.png", bundle / "recon_montage.png")
     (args.out / "pipeline.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")

@@ -17,9 +17,17 @@ from typing import Any, Callable
 
 
 def _entry(target: Callable[..., Any], rank: int, world: int, port: int, args: tuple, out) -> None:
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                       "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+    )
     import torch
 
     torch.set_num_threads(1)
@@ -40,8 +48,7 @@ def run_ranks(target: Callable[..., Any], args: tuple = (), world: int = 2, time
         port = s.getsockname()[1]
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_entry, args=(target, r, world, port, args, out), daemon=True)
-             for r in range(world)]
+    procs = [ctx.Process(target=_entry, args=(target, r, world, port, args, out), daemon=True) for r in range(world)]
     results: dict[int, Any] = {}
     try:
         for p in procs:

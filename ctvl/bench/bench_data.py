@@ -56,9 +56,7 @@ class BenchConfig:
         5,
     )  # FSQ levels of one 1D token (1,000 codes ≈ 10 bits)
     kept_tokens: tuple[int, ...] = (1, 2, 4, 8)  # prefixes evaluated
-    oned_train_cases: int = (
-        256  # phantom patients for the 1D tokenizers (32 over-fitted: 1,056 slices)
-    )
+    oned_train_cases: int = 256  # phantom patients for the 1D tokenizers (32 over-fitted: 1,056 slices)
     oned_test_cases: int = 8  # held-out patients for the 1D curves (264 slices)
     oned_full_share: float = 0.5  # share of draws at full length, both drop modes (pipelines/bench_oned_seeds.py)
     methods: tuple[str, ...] = tuple(METHODS)  # subset of METHODS to run
@@ -93,18 +91,12 @@ def phantom_data(cfg: BenchConfig) -> BenchData:
     for i in range(cfg.train_cases + cfg.test_cases):
         name = "train" if i < cfg.train_cases else "test"
         case = render_case(cfg.seed * 1000 + i, shape=cfg.phantom_shape)
-        vol = (
-            normalise_hu(case.volume.data).permute(2, 0, 1).contiguous()
-        )  # (K, I, J) = (T, H, W)
+        vol = normalise_hu(case.volume.data).permute(2, 0, 1).contiguous()  # (K, I, J) = (T, H, W)
         if vol.shape[0] < depth:
-            raise ValueError(
-                f"phantom depth {vol.shape[0]} is smaller than slab_depth {depth}"
-            )
+            raise ValueError(f"phantom depth {vol.shape[0]} is smaller than slab_depth {depth}")
         parts[name][0].extend(vol[:, None])  # axial slices (1, H, W)
         step = 1 if name == "train" else depth
-        parts[name][1].extend(
-            vol[t : t + depth][None] for t in range(0, vol.shape[0] - depth + 1, step)
-        )
+        parts[name][1].extend(vol[t : t + depth][None] for t in range(0, vol.shape[0] - depth + 1, step))
     return BenchData(
         torch.stack(parts["train"][0]),
         torch.stack(parts["test"][0]),

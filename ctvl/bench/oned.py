@@ -23,7 +23,12 @@ from ctvl.tokenizers.oned import TiTok1D, TiTokConfig, tail_cut_cycle
 
 
 def train_titok(
-    model: TiTok1D, data: torch.Tensor, steps: int, batch: int, lr: float, gen: torch.Generator,
+    model: TiTok1D,
+    data: torch.Tensor,
+    steps: int,
+    batch: int,
+    lr: float,
+    gen: torch.Generator,
     tick: Callable[[], None] = lambda: None,
 ) -> None:
     """Train a 1D tokenizer (its token-drop mode is applied inside ``forward`` in training).
@@ -81,10 +86,19 @@ def oned_config(cfg: BenchConfig, token_drop: str, image_size: Sequence[int]) ->
     ``cfg.oned_full_share`` of the draws keep all tokens (with the papers' uniform draws the curves came
     out flat or rising past 4 tokens for some seeds)."""
     return TiTokConfig(
-        spatial_dims=2, image_size=tuple(image_size), patch_size=cfg.oned_patch, width=64, encoder_depth=2,
+        spatial_dims=2,
+        image_size=tuple(image_size),
+        patch_size=cfg.oned_patch,
+        width=64,
+        encoder_depth=2,
         decoder_depth=2,
-        heads=4, num_latent_tokens=cfg.oned_tokens, token_dim=len(cfg.oned_levels), quantizer="fsq",
-        quantizer_kwargs={"levels": tuple(cfg.oned_levels)}, token_drop=token_drop, causal_latents=True,
+        heads=4,
+        num_latent_tokens=cfg.oned_tokens,
+        token_dim=len(cfg.oned_levels),
+        quantizer="fsq",
+        quantizer_kwargs={"levels": tuple(cfg.oned_levels)},
+        token_drop=token_drop,
+        causal_latents=True,
         full_share=cfg.oned_full_share if token_drop != "none" else 0.0,
     )
 

@@ -41,16 +41,24 @@ class TinyAutoencoder(nn.Module):
         up = nn.Upsample(scale_factor=2, mode="nearest")
         w1, w2 = max(1, width // 2), width
         self.encoder = nn.Sequential(
-            conv(1, w1, 3, padding=1), nn.SiLU(),
-            conv(w1, w2, 4, stride=2, padding=1), nn.SiLU(),
-            conv(w2, w2, 4, stride=2, padding=1), nn.SiLU(),
+            conv(1, w1, 3, padding=1),
+            nn.SiLU(),
+            conv(w1, w2, 4, stride=2, padding=1),
+            nn.SiLU(),
+            conv(w2, w2, 4, stride=2, padding=1),
+            nn.SiLU(),
             conv(w2, latent_dim, 1),
         )
         self.quantizer = quantizer
         self.decoder = nn.Sequential(
-            conv(latent_dim, w2, 3, padding=1), nn.SiLU(),
-            up, conv(w2, w2, 3, padding=1), nn.SiLU(),
-            up, conv(w2, w1, 3, padding=1), nn.SiLU(),
+            conv(latent_dim, w2, 3, padding=1),
+            nn.SiLU(),
+            up,
+            conv(w2, w2, 3, padding=1),
+            nn.SiLU(),
+            up,
+            conv(w2, w1, 3, padding=1),
+            nn.SiLU(),
             conv(w1, 1, 3, padding=1),
         )
 
@@ -67,7 +75,12 @@ class TinyAutoencoder(nn.Module):
 
 
 def train_autoencoder(
-    model: TinyAutoencoder, data: torch.Tensor, steps: int, batch: int, lr: float, gen: torch.Generator,
+    model: TinyAutoencoder,
+    data: torch.Tensor,
+    steps: int,
+    batch: int,
+    lr: float,
+    gen: torch.Generator,
     tick: Callable[[], None] = lambda: None,
 ) -> None:
     """MSE + quantizer aux loss, Adam; the quantizer is told the step (entropy annealing)."""
@@ -105,8 +118,12 @@ def evaluate_autoencoder(model: TinyAutoencoder, data: torch.Tensor, batch: int 
             all_idx.append(idx)
     voxels = data[0].numel()
     mse = se / n
-    row: dict[str, Any] = {"mse": mse, "psnr": psnr_from_mse(mse), "encode_ms": 1000 * enc_s / len(data),
-                           "decode_ms": 1000 * dec_s / len(data)}
+    row: dict[str, Any] = {
+        "mse": mse,
+        "psnr": psnr_from_mse(mse),
+        "encode_ms": 1000 * enc_s / len(data),
+        "decode_ms": 1000 * dec_s / len(data),
+    }
     q = model.quantizer
     if q is None:
         row.update(codebook_usage=None, perplexity=None, codebook_size=None, bits_per_voxel=32 * latent_numel / voxels)
@@ -132,7 +149,6 @@ def run_benchmark(
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
@@ -165,11 +181,19 @@ def run_benchmark(
                 t0 = time.perf_counter()
                 train_autoencoder(model, train, cfg.steps, batch, cfg.lr, gen, tick)
                 train_s = time.perf_counter() - t0
-                row = {"method": method, "kind": "quantizer", "setting": setting, "spatial_dims": sd,
-                       "input_shape": list(test.shape[2:])}
+                row = {
+                    "method": method,
+                    "kind": "quantizer",
+                    "setting": setting,
+                    "spatial_dims": sd,
+                    "input_shape": list(test.shape[2:]),
+                }
                 row.update(evaluate_autoencoder(model, test))
-                row.update(bits_per_token=None if quantizer is None else quantizer.bits_per_token,
-                           train_s=train_s, steps=cfg.steps)
+                row.update(
+                    bits_per_token=None if quantizer is None else quantizer.bits_per_token,
+                    train_s=train_s,
+                    steps=cfg.steps,
+                )
                 rows.append(row)
         if data is None:
             bar.update(task, description=f"1d: render {cfg.oned_train_cases + cfg.oned_test_cases} phantom patients")
@@ -187,11 +211,21 @@ def run_benchmark(
             with torch.no_grad():
                 usage = model.quantizer.usage_stats(model.encode(odata.test_2d)[1])
             for point in error_vs_kept(model, odata.test_2d, [k for k in cfg.kept_tokens if k <= cfg.oned_tokens]):
-                rows.append({"method": name, "kind": "oned", "setting": "2d", "spatial_dims": 2,
-                             "input_shape": list(odata.test_2d.shape[2:]), **point,
-                             "codebook_usage": usage["codebook_usage"], "perplexity": usage["perplexity"],
-                             "bits_per_voxel": point["kept_tokens"] * bits_per_token / odata.test_2d[0].numel(),
-                             "train_s": train_s, "steps": cfg.oned_steps})
+                rows.append(
+                    {
+                        "method": name,
+                        "kind": "oned",
+                        "setting": "2d",
+                        "spatial_dims": 2,
+                        "input_shape": list(odata.test_2d.shape[2:]),
+                        **point,
+                        "codebook_usage": usage["codebook_usage"],
+                        "perplexity": usage["perplexity"],
+                        "bits_per_voxel": point["kept_tokens"] * bits_per_token / odata.test_2d[0].numel(),
+                        "train_s": train_s,
+                        "steps": cfg.oned_steps,
+                    }
+                )
     if out_dir is not None:
         write_outputs(rows, cfg, Path(out_dir), qdata.source)
     return rows
@@ -210,8 +244,12 @@ def write_outputs(rows: list[dict[str, Any]], cfg: BenchConfig, out_dir: Path, s
     qrows = [r for r in rows if r["kind"] == "quantizer"]
     methods = list(dict.fromkeys(r["method"] for r in qrows))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, key, label in zip(axes, ("psnr", "codebook_usage", "bits_per_voxel"),
-                              ("held-out PSNR (dB)", "codebook usage (fraction)", "bits per voxel"), strict=True):
+    for ax, key, label in zip(
+        axes,
+        ("psnr", "codebook_usage", "bits_per_voxel"),
+        ("held-out PSNR (dB)", "codebook usage (fraction)", "bits per voxel"),
+        strict=True,
+    ):
         for j, setting in enumerate(("2d", "3d")):
             by_method = {r["method"]: r[key] for r in qrows if r["setting"] == setting}
             vals = [by_method.get(m) for m in methods]

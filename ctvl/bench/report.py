@@ -81,9 +81,14 @@ def warm(scan: str, model: str | None, threads: int, repeats: int) -> dict[str, 
     t["preprocess_and_encode_s"], mark = time.perf_counter() - mark, time.perf_counter()
     report = gen.from_codes([codes], [gen.scan_warnings(volume)])[0]
     t["generate_and_label_s"] = time.perf_counter() - mark
-    return {"load_model_s": round(load_s, 3), "runs_s": [round(s, 3) for s in runs],
-            "stages": {k: round(v, 3) for k, v in t.items()}, "report_words": len(report.text.split()),
-            "visual_tokens": None if codes is None else list(codes.shape), "scan_shape": list(volume.shape)}
+    return {
+        "load_model_s": round(load_s, 3),
+        "runs_s": [round(s, 3) for s in runs],
+        "stages": {k: round(v, 3) for k, v in t.items()},
+        "report_words": len(report.text.split()),
+        "visual_tokens": None if codes is None else list(codes.shape),
+        "scan_shape": list(volume.shape),
+    }
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -96,8 +101,9 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, proc.stdout
 
 
-def run_benchmark(scan: Path = DEFAULT_SCAN, model: Path | None = None, threads: int = 2,
-                  repeats: int = 3) -> dict[str, Any]:
+def run_benchmark(
+    scan: Path = DEFAULT_SCAN, model: Path | None = None, threads: int = 2, repeats: int = 3
+) -> dict[str, Any]:
     """Cold and warm report latency with their baselines; returns the JSON-ready result."""
     if not scan.exists() and scan != DEFAULT_SCAN:
         raise InputError("scan not found; pass a NIfTI / DICOM / NRRD / MHA path or leave --scan out", path=scan)
@@ -112,17 +118,35 @@ def run_benchmark(scan: Path = DEFAULT_SCAN, model: Path | None = None, threads:
         seconds, stdout = _timed([py, "-m", "ctvl", "report", str(scan), "--json", *with_model], env)
         cold.append(seconds)
     result = json.loads(stdout)
-    worker = [py, "-m", "ctvl.bench.report", "--worker", "--scan", str(scan), "--threads", str(threads),
-              "--repeats", str(repeats), *with_model]
+    worker = [
+        py,
+        "-m",
+        "ctvl.bench.report",
+        "--worker",
+        "--scan",
+        str(scan),
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+        *with_model,
+    ]
     detail = json.loads(_timed(worker, env)[1])
     cold_s, warm_s = statistics.median(cold), statistics.median(detail["runs_s"])
     return {
         "benchmark": "ctvl report latency",
-        "scan": {"path": str(scan), "shape": detail["scan_shape"], "bytes": scan.stat().st_size,
-                 "render_s": round(render_s, 1)},
+        "scan": {
+            "path": str(scan),
+            "shape": detail["scan_shape"],
+            "bytes": scan.stat().st_size,
+            "render_s": round(render_s, 1),
+        },
         "model": str(model) if model is not None else "shipped report bundle",
-        "threads": threads, "cpu_count": os.cpu_count(), "repeats": repeats,
-        "cold_report_s": round(cold_s, 2), "cold_runs_s": [round(s, 2) for s in cold],
+        "threads": threads,
+        "cpu_count": os.cpu_count(),
+        "repeats": repeats,
+        "cold_report_s": round(cold_s, 2),
+        "cold_runs_s": [round(s, 2) for s in cold],
         "baseline_read_s": round(statistics.median(read), 2),
         "cold_over_read": round(cold_s / statistics.median(read), 2),
         "import_floor_s": round(statistics.median(imports), 2),

@@ -71,8 +71,11 @@ def run_synthesis_bench(
         "latent_shape": [gen.config.latent_channels, *shape],
         "load_seconds": round(load_seconds, 3),
         "volume_seconds": volume,
-        "baseline": {"text_encoder_seconds": text, "guided_unet_eval_seconds": unet,
-                     "tokenizer_decode_seconds": decode},
+        "baseline": {
+            "text_encoder_seconds": text,
+            "guided_unet_eval_seconds": unet,
+            "tokenizer_decode_seconds": decode,
+        },
         "target_seconds": TARGET_SECONDS,
         "pass": volume["median"] <= TARGET_SECONDS,
     }

@@ -163,8 +163,9 @@ def measure(op: str, depth: int, size: int, model: str | None = None, arch: str 
     }
 
 
-def run_one(op: str, depth: int, size: int, model: str | Path | None, arch: str, threads: int,
-            timeout: float = 3600.0) -> dict[str, Any]:
+def run_one(
+    op: str, depth: int, size: int, model: str | Path | None, arch: str, threads: int, timeout: float = 3600.0
+) -> dict[str, Any]:
     """Measure one operation in a fresh subprocess; errors (e.g. out of memory) come back as ``{"error"}``."""
     cmd = [sys.executable, "-m", "ctvl.bench.tokenizer", "--worker", op, str(depth), str(size), "--arch", arch]
     if model:
@@ -255,10 +256,12 @@ def run_benchmark(
 
 def format_table(result: dict[str, Any]) -> str:
     """Plain-text table of a :func:`run_benchmark` result."""
-    lines = [f"tokenizer benchmark at {result['size']}x{result['size']} ({result.get('weights')}, "
-             f"{result.get('threads')} threads; {result.get('memory_source')}; "
-             f"MALLOC_MMAP_THRESHOLD_={result.get('malloc_mmap_threshold')})",
-             f"{'operation':<16}{'depth':>7}{'peak MB':>11}{'seconds':>10}"]
+    lines = [
+        f"tokenizer benchmark at {result['size']}x{result['size']} ({result.get('weights')}, "
+        f"{result.get('threads')} threads; {result.get('memory_source')}; "
+        f"MALLOC_MMAP_THRESHOLD_={result.get('malloc_mmap_threshold')})",
+        f"{'operation':<16}{'depth':>7}{'peak MB':>11}{'seconds':>10}",
+    ]
     for op in OPS:
         for d, row in result.get(op, {}).items():
             if "error" in row:

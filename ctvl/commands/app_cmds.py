@@ -8,14 +8,19 @@ import typer
 
 
 def app_cmd(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the viewer to the network."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the viewer to the network."
+    ),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
     max_upload_mb: int = typer.Option(1024, "--max-upload-mb", min=1, help="Refuse uploads larger than this (MiB)."),
     concurrency: int = typer.Option(2, "--concurrency", min=1, help="Requests of one kind processed at once."),
     model: Path | None = typer.Option(None, "--model", help="Report model bundle (default: the installed one)."),
-    no_report: bool = typer.Option(False, "--no-report", help="Start without a report model (viewing and Evaluate only)."),
+    no_report: bool = typer.Option(
+        False, "--no-report", help="Start without a report model (viewing and Evaluate only)."
+    ),
     generator: Path | None = typer.Option(
-        None, "--generator", help="Text-to-CT generator bundle for the Synthesize tab (default: the installed one)."),
+        None, "--generator", help="Text-to-CT generator bundle for the Synthesize tab (default: the installed one)."
+    ),
     no_synthesis: bool = typer.Option(False, "--no-synthesis", help="Start without the Synthesize tab."),
 ) -> None:
     """Start the viewer: upload a CT, browse axial/coronal/sagittal planes, generate and evaluate reports,
@@ -35,8 +40,14 @@ def app_cmd(
         synthesizer = Synthesizer(generator, classify=default_classifier())  # the default loads on first use
         if generator is not None:
             synthesizer.generator()  # an explicit bundle that cannot be loaded is an error now
-    serve(report_fn, host=host, port=port, max_upload_bytes=max_upload_mb << 20, concurrency_limit=concurrency,
-          synthesizer=synthesizer)
+    serve(
+        report_fn,
+        host=host,
+        port=port,
+        max_upload_bytes=max_upload_mb << 20,
+        concurrency_limit=concurrency,
+        synthesizer=synthesizer,
+    )
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:

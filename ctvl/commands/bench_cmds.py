@@ -42,8 +42,12 @@ def quantizers(
     if unknown or not chosen:
         raise ConfigError(f"--methods: unknown or empty {unknown or methods!r}; choose from {', '.join(METHODS)}")
     cfg = BenchConfig(
-        steps=steps, oned_steps=oned_steps or 5 * steps, methods=chosen, train_cases=train_cases,
-        oned_train_cases=oned_train_cases, seed=seed,
+        steps=steps,
+        oned_steps=oned_steps or 5 * steps,
+        methods=chosen,
+        train_cases=train_cases,
+        oned_train_cases=oned_train_cases,
+        seed=seed,
     )
     rows = run_benchmark(cfg, out_dir=out, progress=True)
     if json_out:
@@ -72,8 +76,14 @@ def _print_tables(rows: list[dict], out: Path) -> None:
         table.add_column(col, justify="left" if col in ("setting", "method") else "right")
     for r in (r for r in rows if r["kind"] == "quantizer"):
         table.add_row(
-            r["setting"], r["method"], _fmt(r["psnr"], 2), _fmt(r["codebook_usage"]), _fmt(r["perplexity"], 1),
-            _fmt(r["bits_per_voxel"]), _fmt(r["encode_ms"], 2), _fmt(r["decode_ms"], 2),
+            r["setting"],
+            r["method"],
+            _fmt(r["psnr"], 2),
+            _fmt(r["codebook_usage"]),
+            _fmt(r["perplexity"], 1),
+            _fmt(r["bits_per_voxel"]),
+            _fmt(r["encode_ms"], 2),
+            _fmt(r["decode_ms"], 2),
         )
     console.print(table)
     curve = Table(title="1D tokenizer: held-out error vs kept tokens")

@@ -50,8 +50,9 @@ def demo(
         from ctvl.viewer.report_model import default_report_fn
         from ctvl.viewer.server import serve
 
-        typer.echo(f"\nStarting the viewer: open http://{host}:{port}, upload {path}, press Generate report "
-                   "(Ctrl-C stops it).")
+        typer.echo(
+            f"\nStarting the viewer: open http://{host}:{port}, upload {path}, press Generate report (Ctrl-C stops it)."
+        )
         serve(default_report_fn(), host=host, port=port)
 
 

@@ -8,7 +8,11 @@ import typer
 
 
 def info_cmd(
-    path: str = typer.Argument(..., metavar="FILE_OR_DIR", help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm."),
+    path: str = typer.Argument(
+        ...,
+        metavar="FILE_OR_DIR",
+        help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     series: str = typer.Option(None, "--series", help="Series to read from a multi-series folder (number or UID)."),
 ) -> None:

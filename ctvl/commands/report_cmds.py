@@ -13,7 +13,11 @@ _MODEL_HELP = "Report bundle or training run folder (default: the phantom-cpu re
 
 
 def report_cmd(
-    scan: str = typer.Argument(..., metavar="SCAN", help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm."),
+    scan: str = typer.Argument(
+        ...,
+        metavar="SCAN",
+        help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm.",
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help='Print {"report", "labels", "warnings"} as JSON.'),
     beams: Optional[int] = typer.Option(None, "--beams", help="Beam search width (1 = greedy; default: the model's)."),
@@ -24,7 +28,9 @@ def report_cmd(
     from ctvl.eval.labeler import ReportLabeler
     from ctvl.report.generate import generate_report
 
-    result = generate_report(scan, model, labeler=ReportLabeler(), num_beams=beams, max_new_tokens=max_new_tokens, series=series)
+    result = generate_report(
+        scan, model, labeler=ReportLabeler(), num_beams=beams, max_new_tokens=max_new_tokens, series=series
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -36,7 +42,9 @@ def report_cmd(
 
 
 def bench_report_cmd(
-    scan: Optional[Path] = typer.Option(None, "--scan", help="Scan to time (default: a 512 x 512 x 241 phantom NIfTI, rendered once)."),
+    scan: Optional[Path] = typer.Option(
+        None, "--scan", help="Scan to time (default: a 512 x 512 x 241 phantom NIfTI, rendered once)."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
     threads: int = typer.Option(2, "--threads", min=1, help="OMP/MKL threads of every timed process."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per measurement (medians reported)."),
@@ -51,8 +59,12 @@ def train_report_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-report.yaml."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
     overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Build the model on the meta device (no data, no weights) and "
-                                 "print parameters and an estimate of memory per GPU; train nothing."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Build the model on the meta device (no data, no weights) and "
+        "print parameters and an estimate of memory per GPU; train nothing.",
+    ),
     gpus: int = typer.Option(1, "--gpus", help="With --dry-run: number of GPUs (ranks) to estimate for."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
 ) -> None:
@@ -68,8 +80,10 @@ def train_report_cmd(
     result = run_training(ReportTask(), config, list(overrides or []), resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
         loss = "n/a" if result.loss is None else f"{result.loss:.4g}"
-        typer.echo(f"trained {result.run_dir} to step {result.step} in {result.seconds:.0f} s (loss {loss}); "
-                   f"checkpoint {result.checkpoint}")
+        typer.echo(
+            f"trained {result.run_dir} to step {result.step} in {result.seconds:.0f} s (loss {loss}); "
+            f"checkpoint {result.checkpoint}"
+        )
 
 
 def eval_run_cmd(
@@ -86,23 +100,37 @@ def eval_run_cmd(
     """Generate a report for every scan of a split, then evaluate (clinical F1, NLG, duplicates)."""
     from ctvl.eval.run import run_eval
 
-    result = run_eval(data, out, split=split, model=model, limit=limit, batch_size=batch_size, num_beams=beams,
-                      max_new_tokens=max_new_tokens, meteor=None if meteor else False)
+    result = run_eval(
+        data,
+        out,
+        split=split,
+        model=model,
+        limit=limit,
+        batch_size=batch_size,
+        num_beams=beams,
+        max_new_tokens=max_new_tokens,
+        meteor=None if meteor else False,
+    )
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    head = (f"{result.generated} reports generated, {result.skipped} already done, {result.errors} errors "
-            f"(see {out / 'errors.csv'})" if result.errors else
-            f"{result.generated} reports generated, {result.skipped} already done, no errors")
+    head = (
+        f"{result.generated} reports generated, {result.skipped} already done, {result.errors} errors "
+        f"(see {out / 'errors.csv'})"
+        if result.errors
+        else f"{result.generated} reports generated, {result.skipped} already done, no errors"
+    )
     typer.echo(head)
     m = result.metrics
     if m is None:
         typer.echo("no report could be generated; nothing to evaluate")
         return
     c, n, d = m["clinical"], m["nlg"], m["degenerate"]
-    typer.echo(f"{result.evaluated} reports: macro-F1 {c['macro_f1']:.4f}, micro-F1 {c['micro_f1']:.4f}, "
-               f"weighted-F1 {c['weighted_f1']:.4f}; BLEU-4 {n['bleu_4']:.4f}, ROUGE-L {n['rouge_l']:.4f}; "
-               f"duplicate fraction {d['duplicate_fraction']:.3f}; mean length {d['mean_length']:.0f} tokens "
-               f"(reference {d['ref_mean_length']:.0f})")
+    typer.echo(
+        f"{result.evaluated} reports: macro-F1 {c['macro_f1']:.4f}, micro-F1 {c['micro_f1']:.4f}, "
+        f"weighted-F1 {c['weighted_f1']:.4f}; BLEU-4 {n['bleu_4']:.4f}, ROUGE-L {n['rouge_l']:.4f}; "
+        f"duplicate fraction {d['duplicate_fraction']:.3f}; mean length {d['mean_length']:.0f} tokens "
+        f"(reference {d['ref_mean_length']:.0f})"
+    )
     typer.echo(f"wrote {out / 'metrics.json'}, predictions.csv, summary.md, per_label_f1.png")
 
 

@@ -14,8 +14,10 @@ def eval_synthesis_cmd(
     real: Path = typer.Option(..., "--real", help="CT-RATE-layout folder of real held-out scans with labels."),
     real_split: str = typer.Option("valid", "--real-split", help="Split of --real."),
     reference: Optional[Path] = typer.Option(
-        None, "--reference", help="A second real held-out folder the distances are measured against "
-        "(default: the second half of --real)."),
+        None,
+        "--reference",
+        help="A second real held-out folder the distances are measured against (default: the second half of --real).",
+    ),
     reference_split: str = typer.Option("valid", "--reference-split", help="Split of --reference."),
     train: Optional[Path] = typer.Option(None, "--train", help="The generator's training folder (memorization)."),
     train_split: str = typer.Option("train", "--train-split", help="Split of --train."),
@@ -34,9 +36,22 @@ def eval_synthesis_cmd(
         raise InputError(f"--steps must be >= 1, got {steps}")
     if guidance is not None and not guidance >= 0:
         raise InputError(f"--guidance must be >= 0, got {guidance}")
-    m = evaluate_synthesis(prompts, out, real=real, real_split=real_split, reference=reference,
-                           reference_split=reference_split, train=train, train_split=train_split, generator=model,
-                           features=features, n_per_prompt=n_per_prompt, steps=steps, guidance=guidance, seed=seed)
+    m = evaluate_synthesis(
+        prompts,
+        out,
+        real=real,
+        real_split=real_split,
+        reference=reference,
+        reference_split=reference_split,
+        train=train,
+        train_split=train_split,
+        generator=model,
+        features=features,
+        n_per_prompt=n_per_prompt,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+    )
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out / 'metrics.json'}, summary.md, grid.png, prompts_labels.csv ({m['seconds']:.0f} s)")
 

@@ -61,9 +61,10 @@ def synthesize_cmd(
         return
     v = result.volumes[0]
     named = [k for k, x in (result.prompt_labels or {}).items() if x]
-    typer.echo(f"wrote {len(paths)} volume(s) of {v.shape[0]}x{v.shape[1]}x{v.shape[2]} at "
-               f"{' x '.join(f'{s:g}' for s in v.spacing)} mm in {result.seconds:.1f} s: "
-               + ", ".join(str(p) for p in paths))
+    typer.echo(
+        f"wrote {len(paths)} volume(s) of {v.shape[0]}x{v.shape[1]}x{v.shape[2]} at "
+        f"{' x '.join(f'{s:g}' for s in v.spacing)} mm in {result.seconds:.1f} s: " + ", ".join(str(p) for p in paths)
+    )
     typer.echo("findings asked for: " + (", ".join(named) if named else "none (a normal chest)"))
 
 
@@ -71,8 +72,12 @@ def train_synthesis_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-synthesis.yaml."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
     overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Build the model on the meta device (no data, no weights) and "
-                                 "print parameters and an estimate of memory per GPU; train nothing."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Build the model on the meta device (no data, no weights) and "
+        "print parameters and an estimate of memory per GPU; train nothing.",
+    ),
     gpus: int = typer.Option(1, "--gpus", help="With --dry-run: number of GPUs (ranks) to estimate for."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
 ) -> None:
@@ -89,8 +94,10 @@ def train_synthesis_cmd(
     result = run_training(SynthesisTask(sentence_labels=vector), config, list(overrides or []), resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
         loss = "n/a" if result.loss is None else f"{result.loss:.4g}"
-        typer.echo(f"trained {result.run_dir} to step {result.step} in {result.seconds:.0f} s (loss {loss}); "
-                   f"checkpoint {result.checkpoint}")
+        typer.echo(
+            f"trained {result.run_dir} to step {result.step} in {result.seconds:.0f} s (loss {loss}); "
+            f"checkpoint {result.checkpoint}"
+        )
 
 
 def bench_synthesis_cmd(

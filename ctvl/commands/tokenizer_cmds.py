@@ -11,8 +11,10 @@ import typer
 
 from ctvl.errors import InputError
 
-_MODEL_HELP = ("Tokenizer bundle, checkpoint or run folder, or a shipped bundle by name: realct (default, real "
-               "chest CT at 1.5 mm) or phantom (the report path's phantom tokenizer).")
+_MODEL_HELP = (
+    "Tokenizer bundle, checkpoint or run folder, or a shipped bundle by name: realct (default, real "
+    "chest CT at 1.5 mm) or phantom (the report path's phantom tokenizer)."
+)
 
 
 def train_tokenizer_cmd(
@@ -20,8 +22,12 @@ def train_tokenizer_cmd(
     stage: Optional[int] = typer.Option(None, "--stage", help="Curriculum stage 1|2|3 (must match the config)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
     overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Build the model on the meta device (no data, no weights) and "
-                                 "print parameters and an estimate of memory per GPU; train nothing."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Build the model on the meta device (no data, no weights) and "
+        "print parameters and an estimate of memory per GPU; train nothing.",
+    ),
     gpus: int = typer.Option(1, "--gpus", help="With --dry-run: number of GPUs (ranks) to estimate for."),
     as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
 ) -> None:
@@ -40,8 +46,10 @@ def train_tokenizer_cmd(
     result = run_training(TokenizerTask(stage), config, list(overrides or []), resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         loss = "n/a" if result.loss is None else f"{result.loss:.4g}"
-        typer.echo(f"trained {result.run_dir} to step {result.step} in {result.seconds:.0f} s (loss {loss}); "
-                   f"checkpoint {result.checkpoint}")
+        typer.echo(
+            f"trained {result.run_dir} to step {result.step} in {result.seconds:.0f} s (loss {loss}); "
+            f"checkpoint {result.checkpoint}"
+        )
 
 
 def _read_scan(path: str, series: Optional[str]):
@@ -51,7 +59,11 @@ def _read_scan(path: str, series: Optional[str]):
 
 
 def encode_cmd(
-    scan: str = typer.Argument(..., metavar="SCAN", help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm."),
+    scan: str = typer.Argument(
+        ...,
+        metavar="SCAN",
+        help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm.",
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Token file to write (.safetensors)."),
     model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
     series: Optional[str] = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
@@ -66,8 +78,10 @@ def encode_cmd(
     encoded = encode_scan(tok, _read_scan(scan, series))
     save_tokens(encoded, output)
     t, h, w = encoded.indices.shape
-    typer.echo(f"wrote {output}: {t} x {h} x {w} tokens ({tok.model.config.compression}, "
-               f"{encoded.tokenizer['codebook_size']} codes) for model grid {tuple(encoded.model_shape)}")
+    typer.echo(
+        f"wrote {output}: {t} x {h} x {w} tokens ({tok.model.config.compression}, "
+        f"{encoded.tokenizer['codebook_size']} codes) for model grid {tuple(encoded.model_shape)}"
+    )
 
 
 def reconstruct_cmd(
@@ -111,8 +125,9 @@ def bench_tokenizer_cmd(
     """Peak memory and time of encode/decode at several depths (fresh process each), and their ratios."""
     from ctvl.bench.tokenizer import format_table, parse_depths, run_benchmark
 
-    result = run_benchmark(parse_depths(depths), size=size, model=model, arch=arch, threads=threads,
-                           oneshot=oneshot, progress=not as_json)
+    result = run_benchmark(
+        parse_depths(depths), size=size, model=model, arch=arch, threads=threads, oneshot=oneshot, progress=not as_json
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

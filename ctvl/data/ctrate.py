@@ -81,7 +81,7 @@ def _header(path: Path) -> list[str]:
 
 
 def classify_csv(columns: Iterable[str]) -> str | None:
-    """"reports", "labels", "metadata" or None, from a CSV's header columns."""
+    """ "reports", "labels", "metadata" or None, from a CSV's header columns."""
     cols = set(columns)
     if "VolumeName" not in cols:
         return None

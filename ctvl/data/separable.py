@@ -117,9 +117,7 @@ def contract(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
     gather-and-add by 5-35x even for 2-tap bands, because the gathers are memory-bound.
     """
     if axis == 0:
-        return (matrix @ x.reshape(x.shape[0], -1)).reshape(
-            matrix.shape[0], *x.shape[1:]
-        )
+        return (matrix @ x.reshape(x.shape[0], -1)).reshape(matrix.shape[0], *x.shape[1:])
     if axis == 1:
         return torch.matmul(matrix, x)
     return x @ matrix.T
@@ -138,9 +136,7 @@ def apply_axis_aligned(spec: GridSpec, volume: Volume) -> torch.Tensor | None:
     data = np.asarray(volume.data)
     # NIfTI data arrive Fortran-ordered: work on the C-ordered transposed view instead of copying.
     flipped = data.flags.f_contiguous and not data.flags.c_contiguous
-    x = torch.from_numpy(
-        np.ascontiguousarray((data.T if flipped else data), dtype=np.float32)
-    )
+    x = torch.from_numpy(np.ascontiguousarray((data.T if flipped else data), dtype=np.float32))
     where = [2, 1, 0] if flipped else [0, 1, 2]  # stored axis k is axis where[k] of x
     mats: dict[int, tuple[int, torch.Tensor | None]] = {}
     n_out = [0, 0, 0]
@@ -156,14 +152,10 @@ def apply_axis_aligned(spec: GridSpec, volume: Volume) -> torch.Tensor | None:
         identity = a.shape[0] == a.shape[1] and np.array_equal(a, np.eye(n_in))
         mats[where[k]] = (
             dst,
-            None
-            if identity
-            else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)),
+            None if identity else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)),
         )
     pending = {k for k, (_, m) in mats.items() if m is not None}
-    while (
-        pending
-    ):  # the axis that shrinks the data most goes first: every later product is smaller
+    while pending:  # the axis that shrinks the data most goes first: every later product is smaller
         k = min(pending, key=lambda a: mats[a][1].shape[0] / mats[a][1].shape[1])
         x = contract(x, k, mats[k][1])
         pending.discard(k)
@@ -176,16 +168,12 @@ def apply_axis_aligned(spec: GridSpec, volume: Volume) -> torch.Tensor | None:
     depth = spec.depth if spec.depth is not None else x.shape[2]
     x = _pad_or_crop(x, (w, h, depth), spec.pad_value)
     if spec.depth is None:
-        target = 1 + spec.depth_multiple * math.ceil(
-            (x.shape[2] - 1) / spec.depth_multiple
-        )
+        target = 1 + spec.depth_multiple * math.ceil((x.shape[2] - 1) / spec.depth_multiple)
         x = torch.nn.functional.pad(x, (0, target - x.shape[2]), value=spec.pad_value)
     return x.permute(2, 1, 0).contiguous()[None]  # (X, Y, Z) → (1, T, H, W)
 
 
-def _pad_or_crop(
-    x: torch.Tensor, size: tuple[int, int, int], value: float
-) -> torch.Tensor:
+def _pad_or_crop(x: torch.Tensor, size: tuple[int, int, int], value: float) -> torch.Tensor:
     """MONAI's ``ResizeWithPadOrCrop``: pad symmetrically (extra voxel at the end), then crop centrally."""
     for axis, want in enumerate(size):
         n = x.shape[axis]

@@ -87,44 +87,28 @@ class PreprocessSpec:
     def __post_init__(self) -> None:
         codes = str(self.orientation).upper()
         if len(codes) != 3 or sorted(_AXES.get(c, -1) for c in codes) != [0, 1, 2]:
-            raise ConfigError(
-                f"orientation {self.orientation!r} must be 3 axis codes, one of L/R, P/A, I/S each"
-            )
+            raise ConfigError(f"orientation {self.orientation!r} must be 3 axis codes, one of L/R, P/A, I/S each")
         object.__setattr__(self, "orientation", codes)
         object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
         object.__setattr__(self, "window", tuple(float(v) for v in self.window))
         object.__setattr__(self, "out_range", tuple(float(v) for v in self.out_range))
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
         if len(self.spacing) != 3 or min(self.spacing) <= 0:
-            raise ConfigError(
-                f"spacing {self.spacing} must be three positive millimetre values (x, y, z)"
-            )
+            raise ConfigError(f"spacing {self.spacing} must be three positive millimetre values (x, y, z)")
         if len(self.window) != 2 or self.window[0] >= self.window[1]:
-            raise ConfigError(
-                f"window {self.window} must be [low, high] HU with low < high"
-            )
+            raise ConfigError(f"window {self.window} must be [low, high] HU with low < high")
         if len(self.out_range) != 2 or self.out_range[0] == self.out_range[1]:
-            raise ConfigError(
-                f"out_range {self.out_range} must be two different values"
-            )
+            raise ConfigError(f"out_range {self.out_range} must be two different values")
         if len(self.size) != 2 or min(self.size) < 1:
             raise ConfigError(f"size {self.size} must be two positive integers (H, W)")
         if self.depth_multiple < 1:
             raise ConfigError(f"depth_multiple {self.depth_multiple} must be >= 1")
-        if self.depth is not None and (
-            self.depth < 1 or (self.depth - 1) % self.depth_multiple
-        ):
-            raise ConfigError(
-                f"depth {self.depth} must be 1 + {self.depth_multiple}k (e.g. 33, 241) or null"
-            )
+        if self.depth is not None and (self.depth < 1 or (self.depth - 1) % self.depth_multiple):
+            raise ConfigError(f"depth {self.depth} must be 1 + {self.depth_multiple}k (e.g. 33, 241) or null")
         if self.interpolation not in ("bilinear", "nearest"):
-            raise ConfigError(
-                f"interpolation {self.interpolation!r} must be 'bilinear' or 'nearest'"
-            )
+            raise ConfigError(f"interpolation {self.interpolation!r} must be 'bilinear' or 'nearest'")
         if self.version > SPEC_VERSION:
-            raise ConfigError(
-                f"spec version {self.version} is newer than this ctvl ({SPEC_VERSION}); upgrade ctvl"
-            )
+            raise ConfigError(f"spec version {self.version} is newer than this ctvl ({SPEC_VERSION}); upgrade ctvl")
 
     # ----------------------------------------------------------------------------- presets / io
     @classmethod
@@ -135,9 +119,7 @@ class PreprocessSpec:
     @classmethod
     def cpu(cls) -> PreprocessSpec:
         """CPU-sized: 64 × 64 × 33 at 5.625 × 5.625 × 11.25 mm (a 360 × 360 × 371 mm chest field of view)."""
-        return cls(
-            spacing=(5.625, 5.625, 11.25), size=(64, 64), depth=33, antialias=True
-        )
+        return cls(spacing=(5.625, 5.625, 11.25), size=(64, 64), depth=33, antialias=True)
 
     @classmethod
     def cpu_iso(cls) -> PreprocessSpec:
@@ -147,15 +129,11 @@ class PreprocessSpec:
         redundancy to exploit. ``pipelines/train_tokenizer.py --grid cpu-iso`` trains on this grid; those
         weights are not shipped (the phantom bundle uses :meth:`cpu`; the real-CT bundle 1.5 mm isotropic).
         """
-        return cls(
-            spacing=(5.625, 5.625, 5.625), size=(64, 64), depth=65, antialias=True
-        )
+        return cls(spacing=(5.625, 5.625, 5.625), size=(64, 64), depth=65, antialias=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
-        }
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessSpec:
@@ -163,9 +141,7 @@ class PreprocessSpec:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ConfigError(
-                f"unknown preprocessing spec keys {unknown}; known: {sorted(names)}"
-            )
+            raise ConfigError(f"unknown preprocessing spec keys {unknown}; known: {sorted(names)}")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
 
@@ -211,9 +187,7 @@ class PreprocessSpec:
 
         data = _check_voxels(volume)
         affine = np.asarray(volume.affine, dtype=np.float64)
-        voxels = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[
-            None
-        ]  # (1, I, J, K)
+        voxels = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None]  # (1, I, J, K)
         image = MetaTensor(voxels, affine=torch.from_numpy(affine.copy()))
         chain = Compose(self._transforms(volume))
         out = chain({_KEY: image})[_KEY]  # (1, X, Y, Z)
@@ -242,9 +216,7 @@ class PreprocessSpec:
             chain=chain,
             operations=copy.deepcopy(list(out.applied_operations)),
         )
-        tensor = (
-            out.as_tensor().permute(0, 3, 2, 1).contiguous()
-        )  # (1, X, Y, Z) → (1, T, H, W)
+        tensor = out.as_tensor().permute(0, 3, 2, 1).contiguous()  # (1, X, Y, Z) → (1, T, H, W)
         return tensor, state
 
     def _transforms(self, volume: Volume) -> list:
@@ -260,9 +232,7 @@ class PreprocessSpec:
         chain: list = [Orientationd(_KEY, axcodes=self.orientation, labels=None)]
         if self.antialias:
             source = _oriented_spacing(volume, self.orientation)
-            sigmas = tuple(
-                max(0.0, (t / s - 1.0) / 2.0) for t, s in zip(self.spacing, source)
-            )
+            sigmas = tuple(max(0.0, (t / s - 1.0) / 2.0) for t, s in zip(self.spacing, source))
             if max(sigmas) >= 0.25:
                 from ctvl.data.antialias import GaussianAntiAliasd
 
@@ -276,9 +246,7 @@ class PreprocessSpec:
                 padding_mode="border",
                 dtype=torch.float32,
             ),
-            ScaleIntensityRanged(
-                _KEY, a_min=a0, a_max=a1, b_min=b0, b_max=b1, clip=True
-            ),
+            ScaleIntensityRanged(_KEY, a_min=a0, a_max=a1, b_min=b0, b_max=b1, clip=True),
             ResizeWithPadOrCropd(
                 _KEY,
                 spatial_size=(w, h, self.depth or -1),
@@ -312,43 +280,29 @@ class PreprocessSpec:
         else:
             state = self.apply_with_state(volume_or_state)[1]
         if state.spec != self:
-            raise ConfigError(
-                "invert() got a state made with a different PreprocessSpec; use the spec stored with it"
-            )
+            raise ConfigError("invert() got a state made with a different PreprocessSpec; use the spec stored with it")
         x = torch.as_tensor(tensor).detach().to("cpu", torch.float32)
         if x.ndim == 3:
             x = x[None]
         if tuple(x.shape) != state.model_shape:
-            raise InputError(
-                f"model tensor has shape {tuple(x.shape)}, expected {state.model_shape} (1, T, H, W)"
-            )
+            raise InputError(f"model tensor has shape {tuple(x.shape)}, expected {state.model_shape} (1, T, H, W)")
         lo, hi = sorted(self.out_range)
-        x = (
-            x.clamp(lo, hi) - self.pad_value
-        )  # offset units: MONAI's zero fill becomes the pad value
+        x = x.clamp(lo, hi) - self.pad_value  # offset units: MONAI's zero fill becomes the pad value
         x = x.permute(0, 3, 2, 1).contiguous()  # (1, T, H, W) → (1, X, Y, Z)
         image = MetaTensor(x, affine=torch.from_numpy(state.model_affine.copy()))
-        image.applied_operations = copy.deepcopy(
-            state.operations
-        )  # MONAI's inverse pops nested records
+        image.applied_operations = copy.deepcopy(state.operations)  # MONAI's inverse pops nested records
         back = state.chain.inverse({_KEY: image})[_KEY]  # (1, I, J, K)
         same_affine = np.allclose(back.affine.numpy(), state.original_affine, atol=1e-3)
         if tuple(back.shape[1:]) != state.original_shape or not same_affine:
-            raise RuntimeError(
-                f"inverse landed on grid {tuple(back.shape[1:])}, expected {state.original_shape}"
-            )
+            raise RuntimeError(f"inverse landed on grid {tuple(back.shape[1:])}, expected {state.original_shape}")
         y = back.as_tensor()[0].numpy() + self.pad_value
         (a0, a1), (b0, b1) = self.window, self.out_range
         hu = (y - b0) / (b1 - b0) * (a1 - a0) + a0
         extra = {**state.meta.extra, "inverted_from_spec": self.to_dict()}
         meta = replace(state.meta, warnings=list(state.meta.warnings), extra=extra)
-        return Volume(
-            data=hu.astype(np.float32), affine=state.original_affine.copy(), meta=meta
-        )
+        return Volume(data=hu.astype(np.float32), affine=state.original_affine.copy(), meta=meta)
 
-    def to_volume(
-        self, tensor: torch.Tensor | np.ndarray, meta: VolumeMeta | None = None
-    ) -> Volume:
+    def to_volume(self, tensor: torch.Tensor | np.ndarray, meta: VolumeMeta | None = None) -> Volume:
         """A model-space tensor that has no source scan (e.g. a generated one) as a HU volume on the spec's grid.
 
         Args:
@@ -362,14 +316,10 @@ class PreprocessSpec:
         x = torch.as_tensor(tensor).detach().to("cpu", torch.float32)
         x = x[0] if x.ndim == 4 else x
         if x.ndim != 3:
-            raise InputError(
-                f"model tensor must be (1, T, H, W) or (T, H, W), got shape {tuple(x.shape)}"
-            )
+            raise InputError(f"model tensor must be (1, T, H, W) or (T, H, W), got shape {tuple(x.shape)}")
         lo, hi = sorted(self.out_range)
         (a0, a1), (b0, b1) = self.window, self.out_range
-        hu = (x.clamp(lo, hi).permute(2, 1, 0).numpy() - b0) / (b1 - b0) * (
-            a1 - a0
-        ) + a0  # (X, Y, Z)
+        hu = (x.clamp(lo, hi).permute(2, 1, 0).numpy() - b0) / (b1 - b0) * (a1 - a0) + a0  # (X, Y, Z)
         world = {
             "R": (0, 1.0),
             "L": (0, -1.0),
@@ -383,9 +333,7 @@ class PreprocessSpec:
             row, sign = world[code]
             affine[:3, k] = 0.0
             affine[row, k] = sign * float(self.spacing[k])
-        affine[:3, 3] = -affine[:3, :3] @ (
-            (np.asarray(hu.shape, dtype=np.float64) - 1) / 2
-        )  # centre at 0
+        affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(hu.shape, dtype=np.float64) - 1) / 2)  # centre at 0
         return Volume(
             data=hu.astype(np.float32),
             affine=affine,
@@ -429,9 +377,7 @@ def _check_voxels(volume: Volume) -> np.ndarray:
             path=volume.meta.source or None,
         )
     if not np.isfinite(data).all():
-        raise InputError(
-            "volume contains NaN or infinite voxels", path=volume.meta.source or None
-        )
+        raise InputError("volume contains NaN or infinite voxels", path=volume.meta.source or None)
     return data
 
 
@@ -440,9 +386,7 @@ def _oriented_spacing(volume: Volume, codes: str) -> tuple[float, float, float]:
     import nibabel as nib
 
     o = nib.orientations
-    ornt = o.ornt_transform(
-        o.io_orientation(volume.affine), o.axcodes2ornt(tuple(codes))
-    )
+    ornt = o.ornt_transform(o.io_orientation(volume.affine), o.axcodes2ornt(tuple(codes)))
     out = [0.0, 0.0, 0.0]
     for src_axis, (dst_axis, _) in enumerate(ornt):
         out[int(dst_axis)] = volume.spacing[src_axis]

@@ -57,9 +57,7 @@ def choose_threshold(
 
 
 @torch.no_grad()
-def label_probabilities_on(
-    model: torch.nn.Module, codes: Sequence[torch.Tensor], batch_size: int = 32
-) -> np.ndarray:
+def label_probabilities_on(model: torch.nn.Module, codes: Sequence[torch.Tensor], batch_size: int = 32) -> np.ndarray:
     """(N, 18) label probabilities of a report model (:meth:`ReportModel.label_probabilities`) for N latent grids."""
     out = []
     for i in range(0, len(codes), batch_size):

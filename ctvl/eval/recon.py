@@ -115,9 +115,7 @@ def recon_metrics_per_volume(
         b.reshape(n * t, 1, h, w), a.reshape(n * t, 1, h, w)
     ).reshape(n, t)  # (B, T) per slice
     mae = (a - b).abs().flatten(1).mean(1) * float(window[1] - window[0])  # (B,) HU
-    return [
-        {"psnr": float(psnr[i]), "ssim": float(ssim[i].mean()), "mae_hu": float(mae[i])} for i in range(n)
-    ]
+    return [{"psnr": float(psnr[i]), "ssim": float(ssim[i].mean()), "mae_hu": float(mae[i])} for i in range(n)]
 
 
 def mean_metrics(rows: Iterable[Mapping[str, float]], keys: Sequence[str] = ("psnr", "ssim", "mae_hu")) -> dict:

@@ -138,9 +138,15 @@ def _generate_shard(records: Sequence[Any], generator: Any, writer: _Writer, bat
                 if isinstance(rep, Exception):
                     row = {"VolumeName": rec.volume_name, "error": _one_line(rep)}
                 else:
-                    row = {"VolumeName": rec.volume_name, "findings": rep.findings, "impression": rep.impression,
-                           "warnings": rep.warnings, "truncated": rep.truncated, "seconds": round(seconds, 3),
-                           "error": None}
+                    row = {
+                        "VolumeName": rec.volume_name,
+                        "findings": rep.findings,
+                        "impression": rep.impression,
+                        "warnings": rep.warnings,
+                        "truncated": rep.truncated,
+                        "seconds": round(seconds, 3),
+                        "error": None,
+                    }
                 writer.write(row)
                 written += 1
                 bar.advance(job)
@@ -162,28 +168,59 @@ def _merge_and_evaluate(
 
     rows = read_rows(out / PRED_DIR)
     ok = [r for r in records if r.volume_name in rows and not rows[r.volume_name].get("error")]
-    failed = [(r.volume_name, rows[r.volume_name]["error"]) for r in records
-              if r.volume_name in rows and rows[r.volume_name].get("error")]
+    failed = [
+        (r.volume_name, rows[r.volume_name]["error"])
+        for r in records
+        if r.volume_name in rows and rows[r.volume_name].get("error")
+    ]
     preds = [rows[r.volume_name] for r in ok]
-    _write_csv(out / "predictions.csv", ["VolumeName", "Findings_EN", "Impressions_EN", "report_text"],
-               [[p["VolumeName"], p["findings"], p["impression"], " ".join(x for x in (p["findings"], p["impression"]) if x)]
-                for p in preds])
+    _write_csv(
+        out / "predictions.csv",
+        ["VolumeName", "Findings_EN", "Impressions_EN", "report_text"],
+        [
+            [
+                p["VolumeName"],
+                p["findings"],
+                p["impression"],
+                " ".join(x for x in (p["findings"], p["impression"]) if x),
+            ]
+            for p in preds
+        ],
+    )
     _write_csv(out / "errors.csv", ["VolumeName", "error"], failed)
     metrics = None
     if ok:
         refs = [" ".join(x for x in (r.findings, r.impression) if x) for r in ok]
         truth = np.stack([r.labels for r in ok]).astype(np.int64) if all(r.has_labels for r in ok) else None
-        inputs = {"predictions": str(out / "predictions.csv"), "references": info["data"],
-                  "id_column": "VolumeName", "reference_text": "Findings_EN+Impressions_EN",
-                  "ground_truth": "dataset labels CSV" if truth is not None
-                  else "ctvl labeler on reference Findings_EN+Impressions_EN"}
-        metrics = evaluate_reports([r.volume_name for r in ok],
-                                   [" ".join(x for x in (p["findings"], p["impression"]) if x) for p in preds],
-                                   refs, out, ground_truth=truth, label_texts=refs, meteor=meteor, inputs=inputs)
+        inputs = {
+            "predictions": str(out / "predictions.csv"),
+            "references": info["data"],
+            "id_column": "VolumeName",
+            "reference_text": "Findings_EN+Impressions_EN",
+            "ground_truth": "dataset labels CSV"
+            if truth is not None
+            else "ctvl labeler on reference Findings_EN+Impressions_EN",
+        }
+        metrics = evaluate_reports(
+            [r.volume_name for r in ok],
+            [" ".join(x for x in (p["findings"], p["impression"]) if x) for p in preds],
+            refs,
+            out,
+            ground_truth=truth,
+            label_texts=refs,
+            meteor=meteor,
+            inputs=inputs,
+        )
     truncated = sum(bool(p.get("truncated")) for p in preds)
     seconds = [p["seconds"] for p in preds if p.get("seconds") is not None]
-    run = {**info, "scans": len(records), "reports": len(ok), "errors": len(failed), "truncated": truncated,
-           "seconds_per_report": float(np.mean(seconds)) if seconds else None}
+    run = {
+        **info,
+        "scans": len(records),
+        "reports": len(ok),
+        "errors": len(failed),
+        "truncated": truncated,
+        "seconds_per_report": float(np.mean(seconds)) if seconds else None,
+    }
     write_json(out / "run.json", run)
     return len(failed), len(ok), metrics
 
@@ -245,12 +282,18 @@ def run_eval(
         barrier(ctx)
         errors, evaluated, metrics = 0, 0, None
         if ctx.is_main:
-            info = {"data": str(data), "split": split, "model": str(loaded.source), "world_size": ctx.world_size,
-                    "num_beams": generator.num_beams, "max_new_tokens": generator.max_new_tokens,
-                    "visual_input": loaded.visual, "seconds": round(time.perf_counter() - began, 1)}
+            info = {
+                "data": str(data),
+                "split": split,
+                "model": str(loaded.source),
+                "world_size": ctx.world_size,
+                "num_beams": generator.num_beams,
+                "max_new_tokens": generator.max_new_tokens,
+                "visual_input": loaded.visual,
+                "seconds": round(time.perf_counter() - began, 1),
+            }
             errors, evaluated, metrics = _merge_and_evaluate(out, records, meteor, info)
         barrier(ctx)
     finally:
         shutdown(ctx)
-    return RunResult(out, generated, len(records) - len(todo), errors, evaluated, metrics,
-                     time.perf_counter() - began)
+    return RunResult(out, generated, len(records) - len(todo), errors, evaluated, metrics, time.perf_counter() - began)

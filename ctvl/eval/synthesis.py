@@ -121,13 +121,14 @@ def _grid(path: Path, prompts: list[str], generated: torch.Tensor, prompt_labels
         for c, (vol, what) in enumerate(((generated[i], "generated"), (real.volumes[j].float(), "real"))):
             t, h = vol.shape[1] // 2, vol.shape[2] // 2
             axes[r, 2 * c].imshow(vol[0, t].numpy(), cmap="gray", vmin=-1, vmax=1)
-            axes[r, 2 * c + 1].imshow(vol[0, :, h].numpy(), cmap="gray", vmin=-1, vmax=1, origin="lower",
-                                      aspect="auto")
+            axes[r, 2 * c + 1].imshow(vol[0, :, h].numpy(), cmap="gray", vmin=-1, vmax=1, origin="lower", aspect="auto")
             axes[r, 2 * c].set_title(f"{what}: axial", fontsize=8)
-            axes[r, 2 * c + 1].set_title(f"{what}: coronal (Jaccard {jaccard[j]:.2f})" if c else f"{what}: coronal",
-                                         fontsize=8)
-        axes[r, 0].set_ylabel("\n".join(prompts[i][k : k + 40] for k in range(0, min(len(prompts[i]), 120), 40)),
-                              fontsize=7)
+            axes[r, 2 * c + 1].set_title(
+                f"{what}: coronal (Jaccard {jaccard[j]:.2f})" if c else f"{what}: coronal", fontsize=8
+            )
+        axes[r, 0].set_ylabel(
+            "\n".join(prompts[i][k : k + 40] for k in range(0, min(len(prompts[i]), 120), 40)), fontsize=7
+        )
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -195,8 +196,10 @@ def evaluate_synthesis(
     gen = load_generator(generator)
     nets = load_feature_nets(features)
     if nets.spec != gen.spec:
-        raise InputError(f"the feature networks expect preprocessing {nets.spec.hash()}, the generator makes volumes "
-                         f"with {gen.spec.hash()}; use feature networks trained for this tokenizer")
+        raise InputError(
+            f"the feature networks expect preprocessing {nets.spec.hash()}, the generator makes volumes "
+            f"with {gen.spec.hash()}; use feature networks trained for this tokenizer"
+        )
     steps = gen.config.default_steps if steps is None else int(steps)
     guidance = gen.config.default_guidance if guidance is None else float(guidance)
     evalset = load_real(real, real_split, gen.spec, cache_dir)
@@ -215,11 +218,27 @@ def evaluate_synthesis(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
         job = bar.add_task("generating (prompts)", total=len(all_prompts))
-        generated = generate(gen, all_prompts, all_seeds, steps=steps, guidance=guidance, depth=depth,
-                             batch_size=batch_size, progress=lambda k: bar.update(job, completed=k))
+        generated = generate(
+            gen,
+            all_prompts,
+            all_seeds,
+            steps=steps,
+            guidance=guidance,
+            depth=depth,
+            batch_size=batch_size,
+            progress=lambda k: bar.update(job, completed=k),
+        )
         job = bar.add_task("generating (null text)", total=len(all_prompts))
-        uncond = generate(gen, [""] * len(all_prompts), all_seeds, steps=steps, guidance=guidance, depth=depth,
-                          batch_size=batch_size, progress=lambda k: bar.update(job, completed=k))
+        uncond = generate(
+            gen,
+            [""] * len(all_prompts),
+            all_seeds,
+            steps=steps,
+            guidance=guidance,
+            depth=depth,
+            batch_size=batch_size,
+            progress=lambda k: bar.update(job, completed=k),
+        )
     recon = _reconstruct(gen, evalset.volumes)
     real_pred = nets.predict(evalset.volumes.float()).numpy()
     gen_pred = nets.predict(generated).numpy()
@@ -227,18 +246,29 @@ def evaluate_synthesis(
     consistency = label_consistency(rep_labels, gen_pred, real_true, real_pred)
     counts = rep_labels.sum(1)
     few = (counts >= 1) & (counts <= 3)
-    consistency_few = (label_consistency(rep_labels[few], gen_pred[few], real_true, real_pred) if few.any()
-                       else {"skipped": "no prompt states 1-3 findings"})
+    consistency_few = (
+        label_consistency(rep_labels[few], gen_pred[few], real_true, real_pred)
+        if few.any()
+        else {"skipped": "no prompt states 1-3 findings"}
+    )
     rng = np.random.default_rng(seed)
     shuffled = label_consistency(rep_labels[rng.permutation(len(rep_labels))], gen_pred, real_true, real_pred)
     uncond_consistency = label_consistency(rep_labels, nets.predict(uncond).numpy(), real_true, real_pred)
     metrics: dict[str, Any] = {
-        "n_prompts": len(prompts), "n_per_prompt": n_per_prompt, "n_generated": len(generated),
-        "steps": steps, "guidance": guidance, "seed": seed, "depth": depth,
+        "n_prompts": len(prompts),
+        "n_per_prompt": n_per_prompt,
+        "n_generated": len(generated),
+        "steps": steps,
+        "guidance": guidance,
+        "seed": seed,
+        "depth": depth,
         "generator": {"id": gen.generator_id, "bundle": str(gen.source)},
-        "feature_nets": str(nets.folder), "evaluation_set": evalset.source, "reference_set": ref.source,
+        "feature_nets": str(nets.folder),
+        "evaluation_set": evalset.source,
+        "reference_set": ref.source,
         **_distances(nets, generated, ref.volumes.float()),
-        "label_consistency": consistency, "label_consistency_1to3": consistency_few,
+        "label_consistency": consistency,
+        "label_consistency_1to3": consistency_few,
         "baselines": {
             "real_vs_real": _distances(nets, evalset.volumes.float(), ref.volumes.float()),
             "reconstruction": _distances(nets, recon, ref.volumes.float()),
@@ -256,7 +286,9 @@ def evaluate_synthesis(
     _grid(out / "grid.png", all_prompts, generated, rep_labels, evalset)
     with atomic_file(out / "prompts_labels.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["id", "prompt", *(f"prompt:{n}" for n in CTRATE_LABELS), *(f"classifier:{n}" for n in CTRATE_LABELS)])
+        w.writerow(
+            ["id", "prompt", *(f"prompt:{n}" for n in CTRATE_LABELS), *(f"classifier:{n}" for n in CTRATE_LABELS)]
+        )
         for k, (i, p) in enumerate(zip([i for i in ids for _ in range(n_per_prompt)], all_prompts)):
             w.writerow([i, p, *rep_labels[k].tolist(), *gen_pred[k].tolist()])
     write_json(out / "metrics.json", metrics)
@@ -270,12 +302,22 @@ def targets(m: dict[str, Any]) -> dict[str, Any]:
     floor = m["baselines"]["real_vs_real"]["fid_2p5d"]["mean"]
     uncond = m["baselines"]["unconditional"]["fid_2p5d"]["mean"]
     fid = m["fid_2p5d"]["mean"]
-    out: dict[str, Any] = {"fid_vs_floor": {"fid": fid, "floor": floor, "limit": 2 * floor, "pass": fid <= 2 * floor},
-                           "fid_vs_unconditional": {"fid": fid, "unconditional": uncond, "limit": 0.5 * uncond,
-                                                    "pass": fid <= 0.5 * uncond}}
+    out: dict[str, Any] = {
+        "fid_vs_floor": {"fid": fid, "floor": floor, "limit": 2 * floor, "pass": fid <= 2 * floor},
+        "fid_vs_unconditional": {
+            "fid": fid,
+            "unconditional": uncond,
+            "limit": 0.5 * uncond,
+            "pass": fid <= 0.5 * uncond,
+        },
+    }
     if "macro" in few:
-        out["consistency_vs_real"] = {"macro": few["macro"], "real_macro": few["real_macro"],
-                                      "limit": 0.9 * few["real_macro"], "pass": few["macro"] >= 0.9 * few["real_macro"]}
+        out["consistency_vs_real"] = {
+            "macro": few["macro"],
+            "real_macro": few["real_macro"],
+            "limit": 0.9 * few["real_macro"],
+            "pass": few["macro"] >= 0.9 * few["real_macro"],
+        }
         # the labels the classifier itself reads well on the real evaluation set (F1 >= 0.8 in this run)
         strong = [n for n, v in few["per_label"].items() if v["real_f1"] >= 0.8]
         if strong:
@@ -293,26 +335,41 @@ def summary_markdown(m: dict[str, Any]) -> str:
 
     def row(name: str, d: dict[str, Any]) -> str:
         f = d["fid_2p5d"]
-        return (f"| {name} | {f['axial']:.3f} | {f['coronal']:.3f} | {f['sagittal']:.3f} | {f['mean']:.3f} | "
-                f"{d['fd_3d']:.3f} |")
+        return (
+            f"| {name} | {f['axial']:.3f} | {f['coronal']:.3f} | {f['sagittal']:.3f} | {f['mean']:.3f} | "
+            f"{d['fd_3d']:.3f} |"
+        )
 
-    lines = [f"# Text-to-CT evaluation ({m['n_generated']} volumes, {m['steps']} steps, guidance {m['guidance']})", "",
-             f"Reference set: {m['reference_set']}; evaluation set: {m['evaluation_set']}.", "",
-             "| volumes vs reference | FID axial | FID coronal | FID sagittal | FID 2.5D mean | FD 3D |",
-             "|---|---|---|---|---|---|",
-             row("real vs real (floor)", b["real_vs_real"]), row("tokenizer reconstructions", b["reconstruction"]),
-             row("generated from the prompts", m), row("unconditional (null text)", b["unconditional"]), ""]
+    lines = [
+        f"# Text-to-CT evaluation ({m['n_generated']} volumes, {m['steps']} steps, guidance {m['guidance']})",
+        "",
+        f"Reference set: {m['reference_set']}; evaluation set: {m['evaluation_set']}.",
+        "",
+        "| volumes vs reference | FID axial | FID coronal | FID sagittal | FID 2.5D mean | FD 3D |",
+        "|---|---|---|---|---|---|",
+        row("real vs real (floor)", b["real_vs_real"]),
+        row("tokenizer reconstructions", b["reconstruction"]),
+        row("generated from the prompts", m),
+        row("unconditional (null text)", b["unconditional"]),
+        "",
+    ]
     for key, title in (("label_consistency", "all prompts"), ("label_consistency_1to3", "prompts of 1-3 findings")):
         c = m[key]
         if "macro" in c:
-            lines.append(f"Label consistency ({title}): macro-F1 {c['macro']:.3f} (classifier on real: "
-                         f"{c['real_macro']:.3f}) over {len(c['labels'])} labels.")
+            lines.append(
+                f"Label consistency ({title}): macro-F1 {c['macro']:.3f} (classifier on real: "
+                f"{c['real_macro']:.3f}) over {len(c['labels'])} labels."
+            )
     sh = b["shuffled_prompts"]["label_consistency"]
-    lines.append(f"Shuffled prompts: {sh['macro']:.3f}; unconditional: {b['unconditional']['label_consistency']['macro']:.3f}.")
+    lines.append(
+        f"Shuffled prompts: {sh['macro']:.3f}; unconditional: {b['unconditional']['label_consistency']['macro']:.3f}."
+    )
     mem = m.get("memorization", {})
     if "generated_median" in mem:
-        lines.append(f"Memorization: nearest-training RMSE median generated {mem['generated_median']:.4f} vs real "
-                     f"held-out {mem['real_median']:.4f}; below the real 5th percentile: "
-                     f"{mem['fraction_below_real_p5']:.1%}.")
+        lines.append(
+            f"Memorization: nearest-training RMSE median generated {mem['generated_median']:.4f} vs real "
+            f"held-out {mem['real_median']:.4f}; below the real 5th percentile: "
+            f"{mem['fraction_below_real_p5']:.1%}."
+        )
     lines += ["", "| target | pass |", "|---|---|"] + [f"| {k} | {v.get('pass')} |" for k, v in m["targets"].items()]
     return "\n".join(lines) + "\n"

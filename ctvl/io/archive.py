@@ -56,11 +56,11 @@ def extract_zip(path: Path, dest: Path, max_bytes: int) -> list[Path]:
             if reason:
                 raise InputError(f"zip member {name!r} has {reason}: refusing to extract this archive", path=path)
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise InputError(
-                    f"zip member {name!r} is a symbolic link: refusing to extract this archive", path=path
-                )
+                raise InputError(f"zip member {name!r} is a symbolic link: refusing to extract this archive", path=path)
             if info.flag_bits & 0x1:
-                raise InputError(f"zip member {name!r} is encrypted; extract it yourself and pass the folder", path=path)
+                raise InputError(
+                    f"zip member {name!r} is encrypted; extract it yourself and pass the folder", path=path
+                )
         declared = sum(info.file_size for info in members)
         if declared > max_bytes:
             raise InputError(f"archive expands to {declared:,} bytes, over the cap of {max_bytes:,}", path=path)

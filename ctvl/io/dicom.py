@@ -106,8 +106,11 @@ def _geometry(hs: list[SliceHeader], path: Path, log: IssueLog) -> tuple[list[Sl
         hs = sorted(hs, key=lambda h: (h.instance is None, h.instance or 0, str(h.path)))
         positions = np.outer(np.arange(len(hs)) * thickness, normal)
         if len(hs) > 1:
-            log.add(Issue(f"no ImagePositionPatient: slices ordered by InstanceNumber, {thickness:g} mm apart "
-                          "(approximate)"))
+            log.add(
+                Issue(
+                    f"no ImagePositionPatient: slices ordered by InstanceNumber, {thickness:g} mm apart (approximate)"
+                )
+            )
     geom = StackGeometry(row, col, normal, np.array([ps[1], ps[0]], dtype=np.float64), positions, float(thickness))
     gaps = geom.gaps
     if gaps.size and float(gaps.min()) <= 1e-3:
@@ -183,8 +186,12 @@ def _rescale(
     if not identity:
         if len(set(sb)) > 1:
             ss, bb = zip(*sb)
-            log.add(Issue(f"rescale varies across slices (slope {min(ss):g}..{max(ss):g}, intercept "
-                          f"{min(bb):g}..{max(bb):g}): applied per slice from each header"))
+            log.add(
+                Issue(
+                    f"rescale varies across slices (slope {min(ss):g}..{max(ss):g}, intercept "
+                    f"{min(bb):g}..{max(bb):g}): applied per slice from each header"
+                )
+            )
         applied = _gdcm_rescaled(hs[0], data[:, :, 0], *sb[0])
         if applied is False:  # GDCM left raw values: apply here, once
             for k, (s, b) in enumerate(sb):
@@ -197,8 +204,12 @@ def _rescale(
     if metadata is not None:
         if tagged:
             if metadata != sb[0]:
-                log.add(Issue(f"metadata rescale (slope {metadata[0]:g}, intercept {metadata[1]:g}) ignored: the "
-                              f"header carries its own (slope {sb[0][0]:g}, intercept {sb[0][1]:g})"))
+                log.add(
+                    Issue(
+                        f"metadata rescale (slope {metadata[0]:g}, intercept {metadata[1]:g}) ignored: the "
+                        f"header carries its own (slope {sb[0][0]:g}, intercept {sb[0][1]:g})"
+                    )
+                )
         elif rescale == "header":
             apply, issue = decide_metadata_rescale(data, *metadata)
             log.add(issue)
@@ -234,11 +245,18 @@ def _read_stack(
         drift = float(np.abs(geom.offsets).max() * geom.spacing_ij.min())
         done = "resampled onto an orthogonal grid (each slice shifted back in-plane, linear interpolation)"
         kept = "kept as stored with a sheared affine; read_volume resamples it onto an orthogonal grid"
-        log.add(Issue(f"gantry tilt: slices sheared by {geom.tilt_deg:.2f} deg (GantryDetectorTilt {tilt_tag:g} deg), "
-                      f"origins drift up to {drift:.2f} mm in-plane; {done if resample else kept}"))
+        log.add(
+            Issue(
+                f"gantry tilt: slices sheared by {geom.tilt_deg:.2f} deg (GantryDetectorTilt {tilt_tag:g} deg), "
+                f"origins drift up to {drift:.2f} mm in-plane; {done if resample else kept}"
+            )
+        )
     elif abs(tilt_tag) > 0.01 and len(hs) > 1:
-        log.add(Issue(f"GantryDetectorTilt is {tilt_tag:g} deg but the slice positions are not sheared: "
-                      "no correction needed"))
+        log.add(
+            Issue(
+                f"GantryDetectorTilt is {tilt_tag:g} deg but the slice positions are not sheared: no correction needed"
+            )
+        )
     refused_before = log.refused
     new_z, spacing_issue = plan_regular_grid(geom, resampling=resample)
     log.add(spacing_issue)

@@ -146,8 +146,10 @@ def _read_header(path: Path) -> SliceHeader | None:
         raise InputError(f"corrupt DICOM file ({reason}); re-export the series", path=path) from exc
     if "PixelData" not in ds or "Rows" not in ds or "Columns" not in ds:
         if _is_image_sop(ds):
-            raise InputError("DICOM image file without pixel data or matrix size (truncated or stripped); "
-                             "re-export the series", path=path)
+            raise InputError(
+                "DICOM image file without pixel data or matrix size (truncated or stripped); re-export the series",
+                path=path,
+            )
         return None
     frames = _float(ds, "NumberOfFrames") or 1
     if frames > 1:

@@ -79,8 +79,9 @@ def read_itk(
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(source))
         fmt = _FORMAT[header.kind]
-        _itk(reader.ReadImageInformation, path, fmt,
-             f"not a readable {fmt} file ({{reason}}); check that it is complete")
+        _itk(
+            reader.ReadImageInformation, path, fmt, f"not a readable {fmt} file ({{reason}}); check that it is complete"
+        )
         dim, size, comps = reader.GetDimension(), tuple(reader.GetSize()), reader.GetNumberOfComponents()
         grid = _grid(dim, size, comps, path)
         _refuse(check_voxels(grid, max_voxels, f"the {fmt} header"), path)
@@ -88,15 +89,17 @@ def read_itk(
         check_length(header, path, int(np.prod(size)) * np.dtype(stored).itemsize)
         check_compressed(header, path)
         reader.SetOutputPixelType(sitk.sitkFloat32)
-        image = _itk(reader.Execute, path, fmt,
-                     "truncated or corrupt image data ({reason}); re-export or re-download it")
+        image = _itk(
+            reader.Execute, path, fmt, "truncated or corrupt image data ({reason}); re-export or re-download it"
+        )
     affine = lps_affine(image.GetDirection(), image.GetSpacing(), image.GetOrigin())
     tags = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if k in ("Modality",)}
     data = sitk.GetArrayFromImage(image).reshape(grid[::-1]).transpose(2, 1, 0)  # (K, J, I) -> (I, J, K)
     del image
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError("the header's geometry is singular or not finite (zero voxel size?); fix the header",
-                         path=path)
+        raise InputError(
+            "the header's geometry is singular or not finite (zero voxel size?); fix the header", path=path
+        )
     log.add(orientation_issue(header))
     modality = _modality(tags.get("Modality", ""), log)
     slope, inter, source_tag = 1.0, 0.0, "none"

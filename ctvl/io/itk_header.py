@@ -22,8 +22,14 @@ NRRD_SUFFIXES = (".nrrd", ".nhdr")
 METAIMAGE_SUFFIXES = (".mha", ".mhd")
 ITK_SUFFIXES = NRRD_SUFFIXES + METAIMAGE_SUFFIXES
 HEADER_BYTES = 1 << 20  # a text header longer than this is not a header
-PATIENT_SPACES = {"left-posterior-superior", "right-anterior-superior", "left-anterior-superior",
-                  "lps", "ras", "las"}  # NRRD spaces ITK maps to patient LPS (also their "-time" forms)
+PATIENT_SPACES = {
+    "left-posterior-superior",
+    "right-anterior-superior",
+    "left-anterior-superior",
+    "lps",
+    "ras",
+    "las",
+}  # NRRD spaces ITK maps to patient LPS (also their "-time" forms)
 
 
 @dataclass
@@ -64,8 +70,9 @@ def parse_header(path: Path) -> TextHeader:
 
 def _parse_nrrd(head: bytes, path: Path) -> TextHeader:
     if not re.match(rb"NRRD000\d\r?\n", head):
-        raise InputError("not an NRRD file (it does not start with 'NRRD000x'); check that it is a complete "
-                         ".nrrd/.nhdr", path=path)
+        raise InputError(
+            "not an NRRD file (it does not start with 'NRRD000x'); check that it is a complete .nrrd/.nhdr", path=path
+        )
     end = re.search(rb"\r?\n\r?\n", head)
     text = head[: end.start() if end else len(head)].decode("latin-1")
     rows = [ln.strip() for ln in text.splitlines()[1:]]
@@ -80,16 +87,20 @@ def _parse_nrrd(head: bytes, path: Path) -> TextHeader:
             continue
         key, sep, value = row.partition(": ")
         if not sep:
-            raise InputError(f"corrupt NRRD header line {row[:40]!r} (no 'field: value'); fix or re-export the file",
-                             path=path)
+            raise InputError(
+                f"corrupt NRRD header line {row[:40]!r} (no 'field: value'); fix or re-export the file", path=path
+            )
         key = key.strip().lower()
         fields["data file" if key == "datafile" else key] = value.strip()
         lines.append(row)
     spec = fields.get("data file")
     if spec is None:
         if end is None:
-            raise InputError("NRRD header has no end (no blank line before the data) and no 'data file'; "
-                             "the file is truncated or not NRRD", path=path)
+            raise InputError(
+                "NRRD header has no end (no blank line before the data) and no 'data file'; "
+                "the file is truncated or not NRRD",
+                path=path,
+            )
         return TextHeader("nrrd", fields, lines, end.end())
     return TextHeader("nrrd", fields, lines, None, _expand(spec, listed, path.parent))
 
@@ -109,16 +120,19 @@ def _parse_metaimage(head: bytes, path: Path) -> TextHeader:
             continue
         key, sep, value = row.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
-            raise InputError("not a MetaImage file (no 'Key = Value' header before the data); check that it is a "
-                             "complete .mha/.mhd", path=path)
+            raise InputError(
+                "not a MetaImage file (no 'Key = Value' header before the data); check that it is a complete .mha/.mhd",
+                path=path,
+            )
         fields[key.strip().lower()] = value.strip()
         lines.append(row)
         if key.strip().lower() == "elementdatafile" and value.upper().split()[:1] != ["LIST"]:
             break
     spec = fields.get("elementdatafile")
     if spec is None:
-        raise InputError("MetaImage header has no ElementDataFile line: the file is truncated or not MetaImage",
-                         path=path)
+        raise InputError(
+            "MetaImage header has no ElementDataFile line: the file is truncated or not MetaImage", path=path
+        )
     if spec.upper() == "LOCAL":
         return TextHeader("metaimage", fields, lines, pos)
     return TextHeader("metaimage", fields, lines, None, _expand(spec, listed, path.parent))
@@ -169,8 +183,10 @@ def check_length(header: TextHeader, path: Path, nbytes: int) -> None:
         need = (offset if file == path else skip) + each
         if size < need:
             what = "file" if file == path else f"data file {file.name}"
-            raise InputError(f"{what} is truncated: {size} bytes on disk, the header needs {need}; "
-                             "re-export or re-download it", path=path)
+            raise InputError(
+                f"{what} is truncated: {size} bytes on disk, the header needs {need}; re-export or re-download it",
+                path=path,
+            )
 
 
 def fixed_nrrd_header(header: TextHeader, path: Path, tmp: Path) -> tuple[Path, Issue | None]:
@@ -188,12 +204,23 @@ def fixed_nrrd_header(header: TextHeader, path: Path, tmp: Path) -> tuple[Path, 
         return path, None
     if "space" not in f and "space dimension" not in f:
         return path, None
-    drop = ("space:", "space dimension:", "space origin:", "space units:", "measurement frame:", "data file:",
-            "datafile:", "line skip:")
+    drop = (
+        "space:",
+        "space dimension:",
+        "space origin:",
+        "space units:",
+        "measurement frame:",
+        "data file:",
+        "datafile:",
+        "line skip:",
+    )
     kept = [ln for ln in header.lines if not ln.lower().startswith(drop)]
     if header.data_files:
-        kept += [f"line skip: {_int(f, 'line skip') or 0}", "data file: LIST",
-                 *(str(p.resolve()) for p in header.data_files)]
+        kept += [
+            f"line skip: {_int(f, 'line skip') or 0}",
+            "data file: LIST",
+            *(str(p.resolve()) for p in header.data_files),
+        ]
     else:  # attached data: point at the file itself and skip its header lines
         with open(path, "rb") as fh:
             n_lines = fh.read(header.data_offset or 0).count(b"\n")
@@ -201,9 +228,11 @@ def fixed_nrrd_header(header: TextHeader, path: Path, tmp: Path) -> tuple[Path, 
     fixed = tmp / "fixed.nhdr"
     fixed.write_text("NRRD0004\n" + "\n".join(kept) + "\n", encoding="latin-1")
     space = f.get("space") or f"{f['space dimension']}-dimensional"
-    return fixed, Issue(f"the NRRD header gives 'space: {space}' with per-axis 'spacings' and no 'space directions' "
-                        "(the NRRD format forbids this; ITK refuses it): read with the spacings and no orientation, "
-                        "ITK's default axes (LPS) are used, left/right may be wrong")
+    return fixed, Issue(
+        f"the NRRD header gives 'space: {space}' with per-axis 'spacings' and no 'space directions' "
+        "(the NRRD format forbids this; ITK refuses it): read with the spacings and no orientation, "
+        "ITK's default axes (LPS) are used, left/right may be wrong"
+    )
 
 
 def check_compressed(header: TextHeader, path: Path) -> None:
@@ -230,11 +259,15 @@ def check_compressed(header: TextHeader, path: Path) -> None:
                         stream.decompress(chunk, 1 << 24)  # bounded output: highly compressible air
                         chunk = stream.unconsumed_tail
             except zlib.error as exc:
-                raise InputError(f"corrupt compressed image data in {file.name} ({exc}); re-export or re-download it",
-                                 path=path) from exc
+                raise InputError(
+                    f"corrupt compressed image data in {file.name} ({exc}); re-export or re-download it", path=path
+                ) from exc
             if not stream.eof:
-                raise InputError(f"the compressed image data in {file.name} ends early: the file is truncated; "
-                                 "re-export or re-download it", path=path)
+                raise InputError(
+                    f"the compressed image data in {file.name} ends early: the file is truncated; "
+                    "re-export or re-download it",
+                    path=path,
+                )
 
 
 def _compressed(header: TextHeader) -> bool:
@@ -255,17 +288,25 @@ def orientation_issue(header: TextHeader) -> Issue | None:
         if "space directions" not in f:
             if "spacings" in f and ("space" in f or "space dimension" in f):
                 return None  # already reported by fixed_nrrd_header
-            return Issue("no orientation in the NRRD header (no 'space directions'): ITK's default axes (LPS) are "
-                         "used, left/right may be wrong")
+            return Issue(
+                "no orientation in the NRRD header (no 'space directions'): ITK's default axes (LPS) are "
+                "used, left/right may be wrong"
+            )
         if space not in PATIENT_SPACES:
             what = f"space is '{f['space']}'" if "space" in f else "no 'space' field"
-            return Issue(f"the NRRD header's {what}, not a patient space (LPS/RAS/LAS): its axes are taken as LPS, "
-                         "left/right may be wrong")
+            return Issue(
+                f"the NRRD header's {what}, not a patient space (LPS/RAS/LAS): its axes are taken as LPS, "
+                "left/right may be wrong"
+            )
         return None
     if not {"transformmatrix", "rotation", "orientation"} & set(f):
-        anat = f" (its AnatomicalOrientation {f['anatomicalorientation']} is not used by ITK)" if (
-            "anatomicalorientation" in f) else ""
-        return Issue(f"no orientation in the MetaImage header (no TransformMatrix){anat}: ITK's default axes (LPS) are "
-                     "used, left/right may be wrong")
+        anat = (
+            f" (its AnatomicalOrientation {f['anatomicalorientation']} is not used by ITK)"
+            if ("anatomicalorientation" in f)
+            else ""
+        )
+        return Issue(
+            f"no orientation in the MetaImage header (no TransformMatrix){anat}: ITK's default axes (LPS) are "
+            "used, left/right may be wrong"
+        )
     return None
-

@@ -138,7 +138,9 @@ def _gz_voxels(path: Path, img: nib.Nifti1Image, grid: tuple[int, ...], dtype: n
     with igzip.open(path, "rb") as fh:
         raw = fh.read(offset + count * dtype.itemsize)
     if len(raw) < offset + count * dtype.itemsize:
-        raise EOFError(f"compressed stream ended after {len(raw)} bytes, the header needs {offset + count * dtype.itemsize}")
+        raise EOFError(
+            f"compressed stream ended after {len(raw)} bytes, the header needs {offset + count * dtype.itemsize}"
+        )
     return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(grid, order="F")
 
 
@@ -177,13 +179,21 @@ def _descrip(img: nib.Nifti1Image) -> str:
 def _check_orientation(img: nib.Nifti1Image, log: IssueLog) -> None:
     qcode, scode = int(img.header["qform_code"]), int(img.header["sform_code"])
     if qcode == 0 and scode == 0:
-        log.add(Issue("no orientation in the header (qform and sform codes are 0): nibabel's default axes are used, "
-                      "left/right may be wrong"))
+        log.add(
+            Issue(
+                "no orientation in the header (qform and sform codes are 0): nibabel's default axes are used, "
+                "left/right may be wrong"
+            )
+        )
     elif qcode > 0 and scode > 0:
         diff = float(np.abs(img.get_qform() - img.get_sform()).max())
         if diff > QFORM_SFORM_TOL:
-            log.add(Issue(f"sform and qform disagree (up to {diff:.3g}): the sform is used (nibabel's rule); "
-                          "ITK-based viewers may place the image differently"))
+            log.add(
+                Issue(
+                    f"sform and qform disagree (up to {diff:.3g}): the sform is used (nibabel's rule); "
+                    "ITK-based viewers may place the image differently"
+                )
+            )
 
 
 def _rescale(
@@ -200,8 +210,12 @@ def _rescale(
         return 1.0, 0.0, "none"
     if scaled:
         if metadata is not None and metadata != (slope, inter):
-            log.add(Issue(f"metadata rescale (slope {metadata[0]:g}, intercept {metadata[1]:g}) ignored: the header "
-                          f"carries its own (slope {slope:g}, intercept {inter:g})"))
+            log.add(
+                Issue(
+                    f"metadata rescale (slope {metadata[0]:g}, intercept {metadata[1]:g}) ignored: the header "
+                    f"carries its own (slope {slope:g}, intercept {inter:g})"
+                )
+            )
         _apply(data, slope, inter)
         return slope, inter, "header"
     if metadata is not None:

@@ -46,7 +46,7 @@ DETACHED_DATA_SUFFIXES = (".raw", ".zraw", ".raw.gz")  # what .mhd/.nhdr headers
 
 
 def detect_format(path: Path) -> str:
-    """"dicom-folder", "nifti", "itk" (NRRD/MetaImage), "zip" or "dicom-file" for ``path``.
+    """ "dicom-folder", "nifti", "itk" (NRRD/MetaImage), "zip" or "dicom-file" for ``path``.
 
     Raises:
         InputError: a file of any other kind.
@@ -68,8 +68,11 @@ def detect_format(path: Path) -> str:
     if name.endswith(".zip") or head[:4] == b"PK\x03\x04":
         return "zip"
     if name.endswith(DETACHED_DATA_SUFFIXES):
-        raise InputError("this looks like the data file of a MetaImage/NRRD image: pass its .mhd or .nhdr header "
-                         "(kept in the same folder)", path=path)
+        raise InputError(
+            "this looks like the data file of a MetaImage/NRRD image: pass its .mhd or .nhdr header "
+            "(kept in the same folder)",
+            path=path,
+        )
     raise InputError(
         "unsupported file type: pass a .nii/.nii.gz, .nrrd/.nhdr or .mha/.mhd file, a DICOM folder, a .zip of one, "
         "or a single .dcm",
@@ -126,8 +129,9 @@ def read_volume(
     elif kind == "zip":
         volume = _read_zip(path, log, max_voxels, row, series, rescale, resample)
     else:
-        volume = read_dicom(path, log=log, max_voxels=max_voxels, metadata=row, series=series, rescale=rescale,
-                            resample=resample)
+        volume = read_dicom(
+            path, log=log, max_voxels=max_voxels, metadata=row, series=series, rescale=rescale, resample=resample
+        )
     _check_values(volume, log)
     volume.meta.source = str(path)
     volume.meta.warnings = log.warnings
@@ -156,8 +160,9 @@ def _read_zip(
             if images:
                 reader = read_nifti if images[0].name.lower().endswith(NIFTI_SUFFIXES) else read_itk
                 return reader(images[0], log=log, max_voxels=max_voxels, metadata=row, rescale=rescale)
-            return read_dicom(root, log=log, max_voxels=max_voxels, metadata=row, series=series, rescale=rescale,
-                              resample=resample)
+            return read_dicom(
+                root, log=log, max_voxels=max_voxels, metadata=row, series=series, rescale=rescale, resample=resample
+            )
         except InputError as exc:
             if str(root) not in str(exc):
                 raise
@@ -184,5 +189,9 @@ def _check_values(volume: Volume, log: IssueLog) -> None:
         z = np.asarray(extra.get("slice_positions_mm") or np.arange(volume.shape[2]), dtype=np.float64)
         where = ", ".join(f"{k}-{k + 1}" for k in same[:6]) + (" ..." if len(same) > 6 else "")
         at = f" (slice positions {describe_positions(z)} mm)" if len(z) == volume.shape[2] else ""
-        log.add(Issue(f"{len(same)} pair(s) of adjacent slices hold identical voxels (slices {where}){at}: "
-                      "copied slices, not a real 3D acquisition"))
+        log.add(
+            Issue(
+                f"{len(same)} pair(s) of adjacent slices hold identical voxels (slices {where}){at}: "
+                "copied slices, not a real 3D acquisition"
+            )
+        )

@@ -62,11 +62,14 @@ class LoadedReportModel:
 def _export_of(config: dict[str, Any], where: Path) -> dict[str, Any]:
     export = config.get("task")
     if config.get("task_name") != TASK_NAME or not isinstance(export, dict):
-        raise InputError("not a ctvl report model (config.json has no report task); pass a report bundle or run",
-                         path=where)
+        raise InputError(
+            "not a ctvl report model (config.json has no report task); pass a report bundle or run", path=where
+        )
     for key in ("model", "text_tokenizer", "tokenizer", "preprocessing"):
         if key not in export:
-            raise InputError(f"report config.json lacks '{key}'; re-export the bundle from its training run", path=where)
+            raise InputError(
+                f"report config.json lacks '{key}'; re-export the bundle from its training run", path=where
+            )
     return export
 
 
@@ -88,12 +91,21 @@ def load_report_model(path: str | Path | None = None, device: str | torch.device
         raise InputError(f"invalid report config.json: {exc}", path=folder) from None
     load_weights(model, state, folder)
     model.to(device).eval()
-    tok = (load_embedded_tokenizer(folder / TOKENIZER_DIR, export["tokenizer"], export["preprocessing"], device, "report model")
-           if export["tokenizer"] is not None else None)
+    tok = (
+        load_embedded_tokenizer(
+            folder / TOKENIZER_DIR, export["tokenizer"], export["preprocessing"], device, "report model"
+        )
+        if export["tokenizer"] is not None
+        else None
+    )
     return LoadedReportModel(
-        model=model, text=text, tokenizer=tok,
+        model=model,
+        text=text,
+        tokenizer=tok,
         spec=PreprocessSpec.from_dict(export["preprocessing"]) if export["preprocessing"] else None,
-        export=export, training=dict(config.get("training") or {}), source=folder,
+        export=export,
+        training=dict(config.get("training") or {}),
+        source=folder,
     )
 
 
@@ -134,14 +146,19 @@ def export_report_bundle(
         export = {**export, "model": ReportModelConfig.from_dict({**export["model"], **model_overrides}).to_dict()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
-            "weights_dtype": "float16" if half else "float32", **(training or {})}
+    info = {
+        "source_run": config.get("run", {}).get("run_name"),
+        "step": config.get("step"),
+        "weights_dtype": "float16" if half else "float32",
+        **(training or {}),
+    }
     with publish_dir(out_dir) as tmp:  # the bundle appears whole (weights, config, tokenizer, card) or not at all
         if export["tokenizer"] is not None:
             where = Path(tokenizer_source) if tokenizer_source is not None else Path(export["tokenizer"]["source"])
             copy_tokenizer_bundle(where, tmp / TOKENIZER_DIR, export["tokenizer"]["id"])
-        write_bundle_files(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export,
-                                   "training": info}, tmp)
+        write_bundle_files(
+            state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info}, tmp
+        )
         if card is not None:
             (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return Path(out_dir)

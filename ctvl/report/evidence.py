@@ -22,8 +22,10 @@ import torch
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.data.transforms import PreprocessState
 
-METHOD = ("occlusion of latent positions (one latent frame x {b} x {b} latent columns set to zero), "
-          "scored by the drop of the model's label-head probability")
+METHOD = (
+    "occlusion of latent positions (one latent frame x {b} x {b} latent columns set to zero), "
+    "scored by the drop of the model's label-head probability"
+)
 
 
 @dataclass
@@ -44,13 +46,18 @@ class Evidence:
 def occlusion_blocks(grid: tuple[int, int, int], block: int) -> list[tuple[slice, slice, slice]]:
     """Blocks (frame, rows, columns) tiling a latent grid ``(t, h, w)``: one frame x ``block`` x ``block``."""
     t, h, w = grid
-    return [(slice(f, f + 1), slice(r, min(r + block, h)), slice(c, min(c + block, w)))
-            for f in range(t) for r in range(0, h, block) for c in range(0, w, block)]
+    return [
+        (slice(f, f + 1), slice(r, min(r + block, h)), slice(c, min(c + block, w)))
+        for f in range(t)
+        for r in range(0, h, block)
+        for c in range(0, w, block)
+    ]
 
 
 @torch.no_grad()
-def occlusion_drops(model: torch.nn.Module, codes: torch.Tensor, block: int = 2, chunk: int = 48
-                    ) -> tuple[list[tuple[slice, slice, slice]], torch.Tensor, torch.Tensor]:
+def occlusion_drops(
+    model: torch.nn.Module, codes: torch.Tensor, block: int = 2, chunk: int = 48
+) -> tuple[list[tuple[slice, slice, slice]], torch.Tensor, torch.Tensor]:
     """Label-probability drop for every occluded block.
 
     Args:
@@ -70,7 +77,7 @@ def occlusion_drops(model: torch.nn.Module, codes: torch.Tensor, block: int = 2,
     drops = []
     for start in range(0, len(blocks), chunk):
         batch = []
-        for blk in blocks[start:start + chunk]:
+        for blk in blocks[start : start + chunk]:
             masked = codes.clone()
             masked[(slice(None), *blk)] = 0.0
             batch.append(masked)
@@ -78,8 +85,9 @@ def occlusion_drops(model: torch.nn.Module, codes: torch.Tensor, block: int = 2,
     return blocks, base[0], torch.cat(drops)
 
 
-def block_centre(blk: tuple[slice, slice, slice], time_factor: int, space_factor: int, model_shape: tuple[int, int, int]
-                 ) -> tuple[float, float, float]:
+def block_centre(
+    blk: tuple[slice, slice, slice], time_factor: int, space_factor: int, model_shape: tuple[int, int, int]
+) -> tuple[float, float, float]:
     """Model-grid voxel (t, h, w) at the centre of a latent block.
 
     Causal time axis: latent frame 0 is slice 0 alone, frame f >= 1 covers slices
@@ -104,8 +112,16 @@ def model_to_stored(tvoxel: tuple[float, float, float], state: PreprocessState) 
     return tuple(int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip(ijk[:3], state.original_shape))  # type: ignore[return-value]
 
 
-def find_evidence(model: torch.nn.Module, codes: torch.Tensor, state: PreprocessState, labels: list[str],
-                  time_factor: int, space_factor: int, model_shape: tuple[int, int, int], block: int = 2) -> Evidence:
+def find_evidence(
+    model: torch.nn.Module,
+    codes: torch.Tensor,
+    state: PreprocessState,
+    labels: list[str],
+    time_factor: int,
+    space_factor: int,
+    model_shape: tuple[int, int, int],
+    block: int = 2,
+) -> Evidence:
     """Evidence voxels for ``labels`` (CT-RATE names) of one scan.
 
     Args:

@@ -69,8 +69,11 @@ class GeneratedReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The ``ctvl report --json`` form."""
-        return {"report": format_report(self.findings, self.impression), "labels": self.labels,
-                "warnings": self.warnings}
+        return {
+            "report": format_report(self.findings, self.impression),
+            "labels": self.labels,
+            "warnings": self.warnings,
+        }
 
 
 @contextlib.contextmanager
@@ -114,11 +117,15 @@ def geometry_warnings(volume: Volume, loaded: LoadedReportModel) -> list[str]:
     for axis, fov in model_fov.items():
         extent = geo[f"fov_{axis}"]
         if extent > fov * _CROP_SLACK:
-            out.append(f"the scan spans {extent:.0f} mm along {axis} but the model sees {fov:.0f} mm: the stored "
-                       f"preprocessing crops {100 * (1 - fov / extent):.0f} % of it (centre crop)")
+            out.append(
+                f"the scan spans {extent:.0f} mm along {axis} but the model sees {fov:.0f} mm: the stored "
+                f"preprocessing crops {100 * (1 - fov / extent):.0f} % of it (centre crop)"
+            )
         elif extent < fov * 0.5:
-            out.append(f"the scan spans only {extent:.0f} mm along {axis} of the model's {fov:.0f} mm: "
-                       f"{100 * (1 - extent / fov):.0f} % of the model input is padding")
+            out.append(
+                f"the scan spans only {extent:.0f} mm along {axis} of the model's {fov:.0f} mm: "
+                f"{100 * (1 - extent / fov):.0f} % of the model input is padding"
+            )
     ranges = (loaded.export.get("training_data") or {}).get("geometry") or {}
     for key, (lo, hi) in ranges.items():
         value = geo.get(key)
@@ -126,8 +133,10 @@ def geometry_warnings(volume: Volume, loaded: LoadedReportModel) -> list[str]:
             continue
         if value < lo / _GEOMETRY_SLACK or value > hi * _GEOMETRY_SLACK:
             what = key.replace("_", " ").replace("fov", "field of view")
-            out.append(f"{what} {value:.2f} mm is outside the training scans' range {lo:.2f}-{hi:.2f} mm: the report "
-                       "may be less reliable (the same preprocessing as in training is applied)")
+            out.append(
+                f"{what} {value:.2f} mm is outside the training scans' range {lo:.2f}-{hi:.2f} mm: the report "
+                "may be less reliable (the same preprocessing as in training is applied)"
+            )
     return out
 
 
@@ -141,8 +150,14 @@ class ReportGenerator:
         max_new_tokens: length limit (None = the model's config).
     """
 
-    def __init__(self, loaded: LoadedReportModel, *, labeler: TextLabeler, num_beams: int | None = None,
-                 max_new_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedReportModel,
+        *,
+        labeler: TextLabeler,
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> None:
         self.loaded = loaded
         self.num_beams = num_beams or loaded.model.config.num_beams
         self.max_new_tokens = max_new_tokens or loaded.model.config.max_new_tokens
@@ -167,14 +182,17 @@ class ReportGenerator:
 
         return encode_volume(self.loaded.tokenizer, volume)["codes"]
 
-    def from_codes(self, codes: Sequence[torch.Tensor | None], warnings: Sequence[list[str]] | None = None) -> list[GeneratedReport]:
+    def from_codes(
+        self, codes: Sequence[torch.Tensor | None], warnings: Sequence[list[str]] | None = None
+    ) -> list[GeneratedReport]:
         """Reports for B scans given their latents (all None for a text-only model)."""
         model = self.loaded.model
         device = next(model.parameters()).device
         batch = None if not self.loaded.visual else [c.to(device) for c in codes]  # type: ignore[union-attr]
         with _threads_for(model):
-            rows, probs = model.generate_with_probabilities(batch, batch=len(codes), max_new_tokens=self.max_new_tokens,
-                                                            num_beams=self.num_beams)
+            rows, probs = model.generate_with_probabilities(
+                batch, batch=len(codes), max_new_tokens=self.max_new_tokens, num_beams=self.num_beams
+            )
         out = []
         for b, ids in enumerate(rows):
             findings, impression = (drop_repeated_sentences(s) for s in self.loaded.text.split_report(ids))
@@ -245,4 +263,3 @@ def generate_report(
             volume = pending.result()
     generator = ReportGenerator(loaded, labeler=labeler, num_beams=num_beams, max_new_tokens=max_new_tokens)
     return generator.report(volume).as_dict()
-

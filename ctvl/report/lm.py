@@ -19,8 +19,14 @@ from ctvl.report.text_tokenizer import ReportTextTokenizer
 
 LM_ARCHS = ("llama", "gpt2")
 LM_DEFAULTS: dict[str, Any] = {
-    "arch": "llama", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
-    "num_key_value_heads": None, "intermediate_size": None, "max_position_embeddings": 1024, "dropout": 0.0,
+    "arch": "llama",
+    "hidden_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": None,
+    "intermediate_size": None,
+    "max_position_embeddings": 1024,
+    "dropout": 0.0,
 }
 
 
@@ -63,8 +69,13 @@ def apply_lora(lm: nn.Module, settings: dict[str, Any]) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
     target = settings["target_modules"]
-    config = LoraConfig(r=int(settings["r"]), lora_alpha=float(settings["alpha"]), lora_dropout=float(settings["dropout"]),
-                        target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=int(settings["r"]),
+        lora_alpha=float(settings["alpha"]),
+        lora_dropout=float(settings["dropout"]),
+        target_modules=target if isinstance(target, str) else list(target),
+        task_type="CAUSAL_LM",
+    )
     with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model = get_peft_model(lm, config)
@@ -76,8 +87,14 @@ def apply_lora(lm: nn.Module, settings: dict[str, Any]) -> nn.Module:
     return model
 
 
-def build_lm(*, lm: dict[str, Any], lm_path: str | None, lora: dict[str, Any] | None, text: ReportTextTokenizer,
-             pretrained: bool = True) -> nn.Module:
+def build_lm(
+    *,
+    lm: dict[str, Any],
+    lm_path: str | None,
+    lora: dict[str, Any] | None,
+    text: ReportTextTokenizer,
+    pretrained: bool = True,
+) -> nn.Module:
     """The causal LM (LoRA-wrapped when ``lora``): from ``lm_path`` or built from the ``lm`` settings.
 
     Args:
@@ -102,8 +119,11 @@ def _base_lm(*, lm: dict[str, Any], lm_path: str | None, text: ReportTextTokeniz
         from transformers import AutoConfig, AutoModelForCausalLM
 
         try:
-            model = (AutoModelForCausalLM.from_pretrained(lm_path, local_files_only=True) if pretrained else
-                  AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(lm_path, local_files_only=True)))
+            model = (
+                AutoModelForCausalLM.from_pretrained(lm_path, local_files_only=True)
+                if pretrained
+                else AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(lm_path, local_files_only=True))
+            )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load the causal LM: {str(exc).splitlines()[0]}", path=lm_path) from None
         model.resize_token_embeddings(text.vocab_size)
@@ -118,18 +138,30 @@ def _base_lm(*, lm: dict[str, Any], lm_path: str | None, text: ReportTextTokeniz
         from transformers import LlamaConfig, LlamaForCausalLM
 
         cfg = LlamaConfig(
-            vocab_size=text.vocab_size, hidden_size=width, num_hidden_layers=int(c["num_hidden_layers"]),
-            num_attention_heads=heads, num_key_value_heads=int(c["num_key_value_heads"] or heads),
+            vocab_size=text.vocab_size,
+            hidden_size=width,
+            num_hidden_layers=int(c["num_hidden_layers"]),
+            num_attention_heads=heads,
+            num_key_value_heads=int(c["num_key_value_heads"] or heads),
             intermediate_size=int(c["intermediate_size"] or 4 * width),
-            max_position_embeddings=int(c["max_position_embeddings"]), attention_dropout=float(c["dropout"]),
-            tie_word_embeddings=True, **ids,
+            max_position_embeddings=int(c["max_position_embeddings"]),
+            attention_dropout=float(c["dropout"]),
+            tie_word_embeddings=True,
+            **ids,
         )
         return LlamaForCausalLM(cfg)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
-        vocab_size=text.vocab_size, n_embd=width, n_layer=int(c["num_hidden_layers"]), n_head=heads,
-        n_inner=int(c["intermediate_size"] or 4 * width), n_positions=int(c["max_position_embeddings"]),
-        resid_pdrop=float(c["dropout"]), embd_pdrop=float(c["dropout"]), attn_pdrop=float(c["dropout"]), **ids,
+        vocab_size=text.vocab_size,
+        n_embd=width,
+        n_layer=int(c["num_hidden_layers"]),
+        n_head=heads,
+        n_inner=int(c["intermediate_size"] or 4 * width),
+        n_positions=int(c["max_position_embeddings"]),
+        resid_pdrop=float(c["dropout"]),
+        embd_pdrop=float(c["dropout"]),
+        attn_pdrop=float(c["dropout"]),
+        **ids,
     )
     return GPT2LMHeadModel(cfg)

@@ -36,6 +36,7 @@ from ctvl.report.lm import LM_ARCHS, LM_DEFAULTS, build_lm, lora_settings
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.report.visual import ReductionConfig, VisualEncoder
 
+
 @dataclass
 class ReportModelConfig:
     """The ``model:`` section of a report config (one field per key)."""
@@ -57,7 +58,9 @@ class ReportModelConfig:
     vocab_size: int = 1024  # BPE vocabulary trained on the training reports (ignored with lm_path)
     max_new_tokens: int = 384  # generation length limit (tokens)
     num_beams: int = 1  # 1 = greedy decoding; > 1 = beam search
-    lora: dict[str, Any] | None = None  # LoRA adapters on the LM through peft (see LORA_DEFAULTS); null = full LM trains
+    lora: dict[str, Any] | None = (
+        None  # LoRA adapters on the LM through peft (see LORA_DEFAULTS); null = full LM trains
+    )
 
     def __post_init__(self) -> None:
         if self.visual not in ("tokenizer", "none"):
@@ -70,21 +73,29 @@ class ReportModelConfig:
             raise ConfigError(f"model.lm.arch must be one of {', '.join(LM_ARCHS)}, got {self.lm['arch']!r}")
         self.reduction = ReductionConfig.from_dict(self.reduction).to_dict()
         if self.max_new_tokens < 1 or self.num_beams < 1 or self.visual_dim < 1 or self.conv_width < 1:
-            raise ConfigError("model.max_new_tokens, model.num_beams, model.visual_dim and model.conv_width must be >= 1")
+            raise ConfigError(
+                "model.max_new_tokens, model.num_beams, model.visual_dim and model.conv_width must be >= 1"
+            )
         if self.conv_layers < 0:
             raise ConfigError(f"model.conv_layers must be >= 0, got {self.conv_layers}")
         if self.aux_label_weight < 0:
             raise ConfigError(f"model.aux_label_weight must be >= 0, got {self.aux_label_weight}")
         if self.label_prompt and not (self.visual == "tokenizer" and self.summary_token):
-            raise ConfigError("model.label_prompt needs the visual label head: set visual: tokenizer and summary_token: true")
+            raise ConfigError(
+                "model.label_prompt needs the visual label head: set visual: tokenizer and summary_token: true"
+            )
         if not 0.0 < self.label_threshold < 1.0:
             raise ConfigError(f"model.label_threshold must be in (0, 1), got {self.label_threshold}")
         if self.label_prompt and self.aux_label_weight <= 0:
-            raise ConfigError("model.label_prompt needs model.aux_label_weight > 0: without the label loss the label "
-                              "head never trains and the diagnosis prompt carries noise")
+            raise ConfigError(
+                "model.label_prompt needs model.aux_label_weight > 0: without the label loss the label "
+                "head never trains and the diagnosis prompt carries noise"
+            )
         if self.summary_token and self.aux_label_weight <= 0:
-            raise ConfigError("model.summary_token needs model.aux_label_weight > 0: its label head trains only "
-                              "through that loss (and DDP stops on the unused parameters)")
+            raise ConfigError(
+                "model.summary_token needs model.aux_label_weight > 0: its label head trains only "
+                "through that loss (and DDP stops on the unused parameters)"
+            )
         if self.lora is not None:
             self.lora = lora_settings(self.lora)
 
@@ -128,8 +139,14 @@ class ReportModel(nn.Module):
         self.visual: VisualEncoder | None = None
         if config.visual == "tokenizer":
             self.visual = VisualEncoder(
-                config.visual_dim, width, ReductionConfig.from_dict(config.reduction), config.projector_hidden,
-                config.projector_layers, config.positions, config.conv_layers, config.conv_width,
+                config.visual_dim,
+                width,
+                ReductionConfig.from_dict(config.reduction),
+                config.projector_hidden,
+                config.projector_layers,
+                config.positions,
+                config.conv_layers,
+                config.conv_width,
                 config.summary_token,
             )
         self.aux_head = nn.Linear(width, NUM_LABELS) if config.aux_label_weight > 0 else None
@@ -178,7 +195,9 @@ class ReportModel(nn.Module):
             return [torch.cat([before, v.to(before.dtype), after]) for v in visual], logits
         states = self.diagnosis_states(logits) if states is None else states.long()
         prompts = self.diagnosis(self.label_rows + states.to(self.label_rows.device)).to(before.dtype)  # (B, 18, d)
-        return [torch.cat([before, v.to(before.dtype), after[:1], prompts[b], after[1:]]) for b, v in enumerate(visual)], logits
+        return [
+            torch.cat([before, v.to(before.dtype), after[:1], prompts[b], after[1:]]) for b, v in enumerate(visual)
+        ], logits
 
     def assemble(self, prefixes: list[torch.Tensor], targets: list[torch.Tensor] | None = None) -> Assembled:
         """Left-pad ``prefix + target`` sequences into one batch (targets are 1-D id tensors)."""
@@ -203,8 +222,9 @@ class ReportModel(nn.Module):
             embeds[b, pad:], mask[b, pad:], lab_out[b, pad:] = s, 1, labels[b]
             summary[b] += pad
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        return Assembled(embeds, mask, positions, lab_out if targets is not None else None,
-                         torch.tensor(summary, device=device))
+        return Assembled(
+            embeds, mask, positions, lab_out if targets is not None else None, torch.tensor(summary, device=device)
+        )
 
     def forward(
         self, codes: list[torch.Tensor] | None, targets: list[torch.Tensor], labels: torch.Tensor | None = None
@@ -222,8 +242,12 @@ class ReportModel(nn.Module):
         """
         prefixes, visual_logits = self.prefixes(codes, len(targets), labels if self.diagnosis is not None else None)
         batch = self.assemble(prefixes, targets)
-        out = self.lm(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask,
-                      position_ids=batch.position_ids, output_hidden_states=self.aux_head is not None)
+        out = self.lm(
+            inputs_embeds=batch.embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            output_hidden_states=self.aux_head is not None,
+        )
         logits = out.logits[:, :-1].float()  # (B, L-1, V) predicts token t+1
         target = batch.labels[:, 1:]  # type: ignore[index]
         valid = target != -100  # (B, L-1)
@@ -242,7 +266,12 @@ class ReportModel(nn.Module):
             if visual_logits is not None:  # the visual path's own reading of the labels
                 aux = aux + F.binary_cross_entropy_with_logits(visual_logits.float(), labels.float())
             loss = loss + self.config.aux_label_weight * aux
-        return {"loss": loss, "lm_loss": lm_loss.detach(), "aux_loss": aux.detach(), "token_accuracy": accuracy.detach()}
+        return {
+            "loss": loss,
+            "lm_loss": lm_loss.detach(),
+            "aux_loss": aux.detach(),
+            "token_accuracy": accuracy.detach(),
+        }
 
     @torch.no_grad()
     def label_probabilities(self, codes: list[torch.Tensor] | None, batch: int) -> torch.Tensor | None:
@@ -253,8 +282,12 @@ class ReportModel(nn.Module):
         if self.aux_head is None:
             return None
         a = self.assemble(self.prefixes(codes, batch)[0])
-        out = self.lm(inputs_embeds=a.embeds, attention_mask=a.attention_mask, position_ids=a.position_ids,
-                      output_hidden_states=True)
+        out = self.lm(
+            inputs_embeds=a.embeds,
+            attention_mask=a.attention_mask,
+            position_ids=a.position_ids,
+            output_hidden_states=True,
+        )
         hidden = out.hidden_states[-1]
         return torch.sigmoid(self.aux_head(hidden[torch.arange(batch, device=hidden.device), a.summary]).float())
 
@@ -293,9 +326,12 @@ class ReportModel(nn.Module):
         prefixes, logits = self.prefixes(codes, n)
         a = self.assemble(prefixes)
         out = self.lm.generate(
-            inputs_embeds=a.embeds, attention_mask=a.attention_mask, do_sample=False,
+            inputs_embeds=a.embeds,
+            attention_mask=a.attention_mask,
+            do_sample=False,
             max_new_tokens=int(max_new_tokens or self.config.max_new_tokens),
-            num_beams=int(num_beams or self.config.num_beams), eos_token_id=self.text.eos_id,
+            num_beams=int(num_beams or self.config.num_beams),
+            eos_token_id=self.text.eos_id,
             pad_token_id=self.text.pad_id,
         )
         rows = []

@@ -88,8 +88,9 @@ class ReportTask(TrainTask):
         self.targets = [torch.tensor(self.text.target(r.findings, r.impression)) for r in records]
         has_labels = all(r.has_labels for r in records)
         if mc.aux_label_weight > 0 and not has_labels:
-            raise ConfigError("model.aux_label_weight > 0 needs a labels CSV with a row for every training scan",
-                              path=data["root"])
+            raise ConfigError(
+                "model.aux_label_weight > 0 needs a labels CSV with a row for every training scan", path=data["root"]
+            )
         self.labels = torch.from_numpy(np.stack([r.labels for r in records])).float() if has_labels else None
         geometries: list[torch.Tensor] = []
         if mc.visual == "tokenizer":
@@ -111,7 +112,9 @@ class ReportTask(TrainTask):
         self.model_config = mc
         lengths = [len(t) for t in self.targets]
         self.training_data = {
-            "root": str(data["root"]), "split": data["split"], "scans": len(records),
+            "root": str(data["root"]),
+            "split": data["split"],
+            "scans": len(records),
             "target_tokens": {"mean": float(np.mean(lengths)), "max": int(max(lengths))},
             "geometry": geometry_range(geometries) if geometries else None,
             "labels": bool(has_labels),
@@ -119,8 +122,10 @@ class ReportTask(TrainTask):
         longest = max(lengths) + 4 + (self._max_visual() if self.codes is not None else 0)
         limit = int(mc.lm["max_position_embeddings"]) if not mc.lm_path else None
         if limit is not None and longest > limit:
-            raise ConfigError(f"the longest training sequence has {longest} tokens (visual + prompt + report), more "
-                              f"than model.lm.max_position_embeddings = {limit}; raise it or reduce visual tokens")
+            raise ConfigError(
+                f"the longest training sequence has {longest} tokens (visual + prompt + report), more "
+                f"than model.lm.max_position_embeddings = {limit}; raise it or reduce visual tokens"
+            )
 
     def _max_visual(self) -> int:
         from ctvl.report.visual import ReductionConfig, count_tokens
@@ -148,7 +153,9 @@ class ReportTask(TrainTask):
             for i in sample_indices(cfg, rank, world_size, micro):
                 epoch, pos = divmod(i, n)
                 if epoch not in perms:
-                    perms = {epoch: torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))}
+                    perms = {
+                        epoch: torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
+                    }
                 picks.append(int(perms[epoch][pos]))
             yield {
                 "codes": [self.selections[k] for k in picks] if self.selections is not None else None,
@@ -186,13 +193,21 @@ class ReportTask(TrainTask):
         inter = int(getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * hidden)
         mc = self.model_config or ReportModelConfig.from_dict(dict(cfg.model))
         tokens = int(mc.lm["max_position_embeddings"])
-        self.dry_notes = [*getattr(self, "dry_notes", []),
-                          f"activations at {tokens} tokens per sequence (model.lm.max_position_embeddings), logits included"]
+        self.dry_notes = [
+            *getattr(self, "dry_notes", []),
+            f"activations at {tokens} tokens per sequence (model.lm.max_position_embeddings), logits included",
+        ]
         lora = mc.lora
         return lm_activation_bytes(
-            layers=int(c.num_hidden_layers), hidden=hidden, kv_hidden=kv, intermediate=inter,
-            vocab=int(c.vocab_size), tokens=tokens, batch=micro_batch,
-            value_bytes=compute_bytes(cfg), checkpointing=cfg.activation_checkpointing,
+            layers=int(c.num_hidden_layers),
+            hidden=hidden,
+            kv_hidden=kv,
+            intermediate=inter,
+            vocab=int(c.vocab_size),
+            tokens=tokens,
+            batch=micro_batch,
+            value_bytes=compute_bytes(cfg),
+            checkpointing=cfg.activation_checkpointing,
             lora_dropout=bool(lora and float(lora["dropout"]) > 0),
         )
 

@@ -160,8 +160,12 @@ class ReportTextTokenizer:
 
     def target(self, findings: str, impression: str) -> list[int]:
         """Ids the model learns to write: ``findings <impression> impression <eos>``."""
-        return [*self.encode(findings.strip()), self.special[IMPRESSION], *self.encode(impression.strip()),
-                self.special[EOS]]
+        return [
+            *self.encode(findings.strip()),
+            self.special[IMPRESSION],
+            *self.encode(impression.strip()),
+            self.special[EOS],
+        ]
 
     def split_report(self, ids: Sequence[int]) -> tuple[str, str]:
         """Generated ids → (findings, impression); stops at ``<eos>``, splits at ``<impression>``."""

@@ -169,7 +169,9 @@ class VisualEncoder(nn.Module):
         self.conv = ConvMixer(in_dim, conv_width, conv_layers) if conv_layers > 0 else None
         feature_dim = conv_width if self.conv is not None else in_dim
         self.projector = MLPProjector(feature_dim, lm_dim, projector_hidden, projector_layers)
-        self.summary_token = MLPProjector(2 * feature_dim, lm_dim, projector_hidden, projector_layers) if summary else None
+        self.summary_token = (
+            MLPProjector(2 * feature_dim, lm_dim, projector_hidden, projector_layers) if summary else None
+        )
         self.label_head = nn.Linear(2 * feature_dim, NUM_LABELS) if summary else None
         self.position = nn.Linear(POSITION_FEATURES, lm_dim) if positions else None
         if self.position is not None:
@@ -193,8 +195,10 @@ class VisualEncoder(nn.Module):
     def select(self, codes: torch.Tensor) -> Selection:
         """:func:`select_tokens` for one scan's latents (D, t, h, w), checking D against the model."""
         if codes.ndim != 4 or codes.shape[0] != self.in_dim:
-            raise ConfigError(f"visual latents must be ({self.in_dim}, t, h, w), got {tuple(codes.shape)}; "
-                              "the report model and the tokenizer do not match")
+            raise ConfigError(
+                f"visual latents must be ({self.in_dim}, t, h, w), got {tuple(codes.shape)}; "
+                "the report model and the tokenizer do not match"
+            )
         return select_tokens(codes, self.reduction)
 
     def _maps(self, selections: list[Selection]) -> list[torch.Tensor]:

@@ -63,14 +63,19 @@ class LoadedGenerator:
 def _export_of(config: dict[str, Any], where: Path) -> dict[str, Any]:
     export = config.get("task")
     if config.get("task_name") != TASK_NAME or not isinstance(export, dict):
-        raise InputError("not a ctvl text-to-CT generator (config.json has no synthesis task); pass a synthesis "
-                         "bundle or run", path=where)
+        raise InputError(
+            "not a ctvl text-to-CT generator (config.json has no synthesis task); pass a synthesis bundle or run",
+            path=where,
+        )
     for key in ("model", "tokenizer", "preprocessing", "text_encoder"):
         if key not in export:
             raise InputError(f"synthesis config.json lacks '{key}'; re-export the bundle from its run", path=where)
     if export["text_encoder"].get("id") != ENCODER_ID:
-        raise InputError(f"the generator was trained with text encoder {export['text_encoder'].get('id')!r}, "
-                         f"this ctvl has {ENCODER_ID!r}", path=where)
+        raise InputError(
+            f"the generator was trained with text encoder {export['text_encoder'].get('id')!r}, "
+            f"this ctvl has {ENCODER_ID!r}",
+            path=where,
+        )
     return export
 
 
@@ -92,12 +97,18 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
         raise InputError(f"invalid synthesis config.json: {exc}", path=folder) from None
     load_weights(model, state, folder)
     model.to(device).eval()
-    tok = load_embedded_tokenizer(folder / TOKENIZER_DIR, export["tokenizer"], export["preprocessing"], device,
-                                  "generator")
+    tok = load_embedded_tokenizer(
+        folder / TOKENIZER_DIR, export["tokenizer"], export["preprocessing"], device, "generator"
+    )
     return LoadedGenerator(
-        model=model, tokenizer=tok, text=TextEncoder(max_tokens=int(export["text_encoder"]["max_tokens"])),
-        spec=PreprocessSpec.from_dict(export["preprocessing"]), export=export,
-        training=dict(config.get("training") or {}), source=folder, generator_id=state_digest(state, export),
+        model=model,
+        tokenizer=tok,
+        text=TextEncoder(max_tokens=int(export["text_encoder"]["max_tokens"])),
+        spec=PreprocessSpec.from_dict(export["preprocessing"]),
+        export=export,
+        training=dict(config.get("training") or {}),
+        source=folder,
+        generator_id=state_digest(state, export),
     )
 
 
@@ -131,12 +142,17 @@ def export_synthesis_bundle(
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     where = Path(tokenizer_source) if tokenizer_source is not None else Path(export["tokenizer"]["source"])
-    info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
-            "weights_dtype": "float16" if half else "float32", **(training or {})}
+    info = {
+        "source_run": config.get("run", {}).get("run_name"),
+        "step": config.get("step"),
+        "weights_dtype": "float16" if half else "float32",
+        **(training or {}),
+    }
     with publish_dir(out_dir) as tmp:  # the bundle appears whole (weights, config, tokenizer, card) or not at all
         copy_tokenizer_bundle(where, tmp / TOKENIZER_DIR, export["tokenizer"]["id"])
-        write_bundle_files(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export,
-                                   "training": info}, tmp)
+        write_bundle_files(
+            state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info}, tmp
+        )
         if card is not None:
             (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return Path(out_dir)

@@ -23,8 +23,12 @@ def make_scheduler(config: SynthesisConfig):
     """MONAI ``RFlowScheduler`` with continuous time (no rounding of the Euler steps)."""
     from monai.networks.schedulers import RFlowScheduler
 
-    return RFlowScheduler(num_train_timesteps=config.num_train_timesteps, use_discrete_timesteps=False,
-                          sample_method=config.sample_method, use_timestep_transform=False)
+    return RFlowScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        use_discrete_timesteps=False,
+        sample_method=config.sample_method,
+        use_timestep_transform=False,
+    )
 
 
 def sample_times(config: SynthesisConfig, generators: Sequence[torch.Generator]) -> torch.Tensor:

@@ -62,15 +62,20 @@ class SynthesisConfig:
 
     def __post_init__(self) -> None:
         if not self.channels or len(self.attention_levels) != len(self.channels):
-            raise ConfigError(f"model.channels ({self.channels}) and model.attention_levels "
-                              f"({self.attention_levels}) must be non-empty and of the same length")
+            raise ConfigError(
+                f"model.channels ({self.channels}) and model.attention_levels "
+                f"({self.attention_levels}) must be non-empty and of the same length"
+            )
         if any(c % self.norm_num_groups for c in self.channels):
-            raise ConfigError(f"model.norm_num_groups {self.norm_num_groups} must divide every width in {self.channels}")
+            raise ConfigError(
+                f"model.norm_num_groups {self.norm_num_groups} must divide every width in {self.channels}"
+            )
         if not any(self.attention_levels):
             raise ConfigError("model.attention_levels needs at least one true level: text enters through attention")
         if not 0.0 <= self.p_uncond < 1.0 or not 0.0 <= self.prefix_prob <= 1.0:
-            raise ConfigError(f"model.p_uncond must be in [0, 1) and prefix_prob in [0, 1], got {self.p_uncond}, "
-                              f"{self.prefix_prob}")
+            raise ConfigError(
+                f"model.p_uncond must be in [0, 1) and prefix_prob in [0, 1], got {self.p_uncond}, {self.prefix_prob}"
+            )
         if self.sample_method not in SAMPLE_METHODS:
             raise ConfigError(f"model.sample_method must be one of {SAMPLE_METHODS}, got {self.sample_method!r}")
         if self.latents not in LATENT_KINDS:
@@ -109,10 +114,16 @@ class LatentFlowGenerator(nn.Module):
         self.config = config
         c = config.latent_channels
         self.unet = DiffusionModelUNet(
-            spatial_dims=3, in_channels=c + 1, out_channels=c, num_res_blocks=config.num_res_blocks,
-            channels=tuple(config.channels), attention_levels=tuple(config.attention_levels),
-            norm_num_groups=config.norm_num_groups, num_head_channels=config.num_head_channels,
-            with_conditioning=True, cross_attention_dim=config.cross_attention_dim,
+            spatial_dims=3,
+            in_channels=c + 1,
+            out_channels=c,
+            num_res_blocks=config.num_res_blocks,
+            channels=tuple(config.channels),
+            attention_levels=tuple(config.attention_levels),
+            norm_num_groups=config.norm_num_groups,
+            num_head_channels=config.num_head_channels,
+            with_conditioning=True,
+            cross_attention_dim=config.cross_attention_dim,
             transformer_num_layers=config.transformer_num_layers,
         )
         self.text_proj = nn.Linear(config.text_dim, config.cross_attention_dim, bias=False)

@@ -67,10 +67,20 @@ class SynthesisResult:
         """JSON-able description of volume ``k`` (the sidecar file)."""
         v = self.volumes[k]
         return {
-            "format": "ctvl-synthesis-1", "prompt": self.prompt, "used_prompt": self.used_prompt,
-            "seed": self.seeds[k], "steps": self.steps, "guidance": self.guidance, "depth": self.depth,
-            "spacing_mm": list(v.spacing), "shape": list(v.shape), "orientation": "LPS", "units": "HU",
-            "prompt_labels": self.prompt_labels, "warnings": self.warnings, "generator": self.generator,
+            "format": "ctvl-synthesis-1",
+            "prompt": self.prompt,
+            "used_prompt": self.used_prompt,
+            "seed": self.seeds[k],
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "depth": self.depth,
+            "spacing_mm": list(v.spacing),
+            "shape": list(v.shape),
+            "orientation": "LPS",
+            "units": "HU",
+            "prompt_labels": self.prompt_labels,
+            "warnings": self.warnings,
+            "generator": self.generator,
         }
 
 
@@ -98,8 +108,14 @@ def _condition(prompt: str, labeler: Labeler | None) -> tuple[str, dict[str, int
         return prompt.strip(), None, []
     labels = {name: int(labeler(prompt).get(name, 0)) for name in CTRATE_LABELS}
     if not any(labels.values()):
-        return NORMAL_PHRASES[0], labels, [f"the prompt names none of the 18 CT-RATE findings the labeler knows; "
-                                           f"sampling a normal chest (conditioned on '{NORMAL_PHRASES[0]}')"]
+        return (
+            NORMAL_PHRASES[0],
+            labels,
+            [
+                f"the prompt names none of the 18 CT-RATE findings the labeler knows; "
+                f"sampling a normal chest (conditioned on '{NORMAL_PHRASES[0]}')"
+            ],
+        )
     return prompt.strip(), labels, []
 
 
@@ -207,9 +223,18 @@ def synthesize(
     meta = VolumeMeta(modality="CT", source="", extra={"generated_by": "ctvl synthesize"})
     volumes = [gen.spec.to_volume(t, meta=meta) for t in tensors]
     return SynthesisResult(
-        prompt=prompt, used_prompt=used, volumes=volumes, model_tensors=tensors, seeds=seeds, steps=steps,
-        guidance=guidance, depth=depth, prompt_labels=labels, warnings=warnings,
-        seconds=time.perf_counter() - began, generator={"id": gen.generator_id, "bundle": str(gen.source)},
+        prompt=prompt,
+        used_prompt=used,
+        volumes=volumes,
+        model_tensors=tensors,
+        seeds=seeds,
+        steps=steps,
+        guidance=guidance,
+        depth=depth,
+        prompt_labels=labels,
+        warnings=warnings,
+        seconds=time.perf_counter() - began,
+        generator={"id": gen.generator_id, "bundle": str(gen.source)},
     )
 
 

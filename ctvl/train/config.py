@@ -103,14 +103,23 @@ def validate(cfg: TrainConfig) -> None:
     Raises:
         ConfigError: naming the offending key and the allowed values.
     """
-    positive = {"steps": cfg.steps, "batch_size": cfg.batch_size, "keep_last": cfg.keep_last,
-                "log_every": cfg.log_every}
+    positive = {
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "keep_last": cfg.keep_last,
+        "log_every": cfg.log_every,
+    }
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"'{key}' must be >= 1, got {value}")
-    non_negative = {"micro_batch_size": cfg.micro_batch_size, "warmup_steps": cfg.warmup_steps,
-                    "checkpoint_every": cfg.checkpoint_every, "min_lr": cfg.min_lr,
-                    "weight_decay": cfg.weight_decay, "grad_clip": cfg.grad_clip}
+    non_negative = {
+        "micro_batch_size": cfg.micro_batch_size,
+        "warmup_steps": cfg.warmup_steps,
+        "checkpoint_every": cfg.checkpoint_every,
+        "min_lr": cfg.min_lr,
+        "weight_decay": cfg.weight_decay,
+        "grad_clip": cfg.grad_clip,
+    }
     for key, value in non_negative.items():
         if value < 0 or (isinstance(value, float) and not math.isfinite(value)):
             raise ConfigError(f"'{key}' must be >= 0, got {value}")
@@ -129,11 +138,15 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.strategy not in STRATEGIES:
         raise ConfigError(f"'strategy' must be one of {', '.join(STRATEGIES)}, got '{cfg.strategy}'")
     if cfg.strategy == "fsdp" and cfg.ema_decay is not None:
-        raise ConfigError("'ema_decay' is not supported with strategy fsdp (an EMA copy would be unsharded); "
-                          "set ema_decay: null or strategy: ddp")
+        raise ConfigError(
+            "'ema_decay' is not supported with strategy fsdp (an EMA copy would be unsharded); "
+            "set ema_decay: null or strategy: ddp"
+        )
     if cfg.strategy == "fsdp" and cfg.precision == "fp16":
-        raise ConfigError("strategy fsdp trains in fp32 or bf16; fp16 needs a loss scaler over sharded "
-                          "gradients, which ctvl does not run; set precision: bf16")
+        raise ConfigError(
+            "strategy fsdp trains in fp32 or bf16; fp16 needs a loss scaler over sharded "
+            "gradients, which ctvl does not run; set precision: bf16"
+        )
     if not cfg.run_name or "/" in cfg.run_name:
         raise ConfigError(f"'run_name' must be a non-empty name without '/', got '{cfg.run_name}'")
 

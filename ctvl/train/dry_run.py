@@ -99,8 +99,17 @@ def format_estimate(result: dict[str, Any], config: str) -> str:
 
 
 def lm_activation_bytes(
-    *, layers: int, hidden: int, kv_hidden: int, intermediate: int, vocab: int, tokens: int, batch: int,
-    value_bytes: int, checkpointing: bool, lora_dropout: bool,
+    *,
+    layers: int,
+    hidden: int,
+    kv_hidden: int,
+    intermediate: int,
+    vocab: int,
+    tokens: int,
+    batch: int,
+    value_bytes: int,
+    checkpointing: bool,
+    lora_dropout: bool,
 ) -> int:
     """Analytic activation memory of one micro-batch through a Llama-style decoder (SDPA attention).
 

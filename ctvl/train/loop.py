@@ -116,8 +116,10 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     found = latest_checkpoint(run_dir) if ctx.is_main else None
     found = broadcast_object(None if found is None else str(found), ctx)
     if found is not None and not resume:
-        raise ConfigError(f"run folder {run_dir} already has checkpoints; pass --resume to continue it,"
-                          " or set output_dir/run_name to start a new run")
+        raise ConfigError(
+            f"run folder {run_dir} already has checkpoints; pass --resume to continue it,"
+            " or set output_dir/run_name to start a new run"
+        )
     ckpt = Path(found) if (found is not None and resume) else None
 
     parts = _build(task, cfg, ctx, precision, init=ckpt is None)
@@ -126,8 +128,10 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     if ckpt is not None:
         start, elapsed, window = restore_run(parts, ckpt, ctx)
         if start > cfg.steps:
-            raise ConfigError(f"the newest checkpoint {ckpt} is at step {start}, past steps={cfg.steps};"
-                              " raise steps or start a new run")
+            raise ConfigError(
+                f"the newest checkpoint {ckpt} is at step {start}, past steps={cfg.steps};"
+                " raise steps or start a new run"
+            )
     else:
         seed_everything(derive_seed(cfg.seed, ctx.rank))  # training-time randomness differs per rank
     batches = _batch_stream(task, cfg, ctx, start * accum)
@@ -139,10 +143,17 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     window_steps = 0  # steps timed by this process in the current window
     try:
         with ProgressBar(cfg.steps, start, cfg.run_name, enabled=ctx.is_main) as bar:
-            single = ("strategy fsdp with one process: nothing to shard, the model trains whole"
-                      if cfg.strategy == "fsdp" and not ctx.is_distributed else None)
-            notes = [note, single, *(f"restored {p} (its re-save was interrupted)" for p in restored),
-                     f"resumed from {ckpt}" if ckpt else None]
+            single = (
+                "strategy fsdp with one process: nothing to shard, the model trains whole"
+                if cfg.strategy == "fsdp" and not ctx.is_distributed
+                else None
+            )
+            notes = [
+                note,
+                single,
+                *(f"restored {p} (its re-save was interrupted)" for p in restored),
+                f"resumed from {ckpt}" if ckpt else None,
+            ]
             for msg in filter(None, notes):
                 bar.note(msg)
             for step in range(start, cfg.steps):
@@ -156,8 +167,16 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
                     now = time.perf_counter()
                     record = _reduce_window(window, ctx)
                     last_loss = record.pop("loss")
-                    log.write({"step": done, "loss": last_loss, "lr": lr, "seconds": elapsed + now - began,
-                               "step_seconds": (now - window_began) / window_steps, "metrics": record})
+                    log.write(
+                        {
+                            "step": done,
+                            "loss": last_loss,
+                            "lr": lr,
+                            "seconds": elapsed + now - began,
+                            "step_seconds": (now - window_began) / window_steps,
+                            "metrics": record,
+                        }
+                    )
                     bar.update(done, f"loss {last_loss:.4g}  lr {lr:.3g}")
                     window, window_began, window_steps = {}, now, 0
                 else:
@@ -168,10 +187,16 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
     finally:
         log.close()
     return TrainResult(
-        run_dir=run_dir, step=cfg.steps, start_step=start, loss=last_loss,
+        run_dir=run_dir,
+        step=cfg.steps,
+        start_step=start,
+        loss=last_loss,
         checkpoint=newest if newest is not None else latest_checkpoint(run_dir),
-        seconds=elapsed + time.perf_counter() - began, metrics_path=run_dir / "metrics.jsonl",
-        world_size=ctx.world_size, precision=precision.name, device=str(ctx.device),
+        seconds=elapsed + time.perf_counter() - began,
+        metrics_path=run_dir / "metrics.jsonl",
+        world_size=ctx.world_size,
+        precision=precision.name,
+        device=str(ctx.device),
     )
 
 
@@ -219,12 +244,19 @@ def _build(task: TrainTask, cfg: TrainConfig, ctx: DistContext, precision: Preci
     wrapped: nn.Module = model
     if ctx.is_distributed and not is_sharded(model):
         wrapped = DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            model,
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
             find_unused_parameters=task.find_unused_parameters,
         )
     return RunParts(
-        model=model, wrapped=wrapped, trainable=trainable, optimizer=optimizer, scheduler=schedule(optimizer),
-        scaler=torch.amp.GradScaler(ctx.device.type, enabled=precision.use_scaler), ema=ema, extras=extras,
+        model=model,
+        wrapped=wrapped,
+        trainable=trainable,
+        optimizer=optimizer,
+        scheduler=schedule(optimizer),
+        scaler=torch.amp.GradScaler(ctx.device.type, enabled=precision.use_scaler),
+        ema=ema,
+        extras=extras,
         extra_optimizers=extra_optimizers,
         extra_schedulers={name: schedule(opt) for name, opt in extra_optimizers.items()},
     )
@@ -258,8 +290,14 @@ def _scalar(key: str, value: Any) -> torch.Tensor:
 
 
 def _train_step(
-    task: TrainTask, cfg: TrainConfig, parts: RunParts, precision: Precision, batches: Iterator[Any],
-    step: int, accum: int, ctx: DistContext,
+    task: TrainTask,
+    cfg: TrainConfig,
+    parts: RunParts,
+    precision: Precision,
+    batches: Iterator[Any],
+    step: int,
+    accum: int,
+    ctx: DistContext,
 ) -> dict[str, torch.Tensor]:
     """One optimiser step over ``accum`` micro-batches; returns this rank's step-mean metrics."""
     sums: dict[str, torch.Tensor] = {}
@@ -333,8 +371,10 @@ def _check_finite(values: dict[str, torch.Tensor], step: int, run_dir: Path, ctx
     for key, value in zip(keys, means, strict=True):
         if not math.isfinite(value):
             what = "loss" if key == "loss" else f"{key[: -len('/loss')]} loss"
-            raise ConfigError(f"training diverged: {what} is {value} at step {step} of run {run_dir};"
-                              " no checkpoint was written for it; lower lr or set grad_clip")
+            raise ConfigError(
+                f"training diverged: {what} is {value} at step {step} of run {run_dir};"
+                " no checkpoint was written for it; lower lr or set grad_clip"
+            )
 
 
 def _reduce_window(window: dict[str, list[torch.Tensor]], ctx: DistContext) -> dict[str, float]:

@@ -48,7 +48,6 @@ class RunParts:
     extra_schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR]
 
 
-
 def restore_run(parts: RunParts, ckpt: Path, ctx: DistContext) -> tuple[int, float, dict[str, list[torch.Tensor]]]:
     """Load a checkpoint into every part; returns (step, elapsed seconds, open metrics window)."""
     weights, _, state = read_checkpoint(ckpt, map_location="cpu")
@@ -56,12 +55,18 @@ def restore_run(parts: RunParts, ckpt: Path, ctx: DistContext) -> tuple[int, flo
         raise ConfigError("checkpoint has no state.pt/model.safetensors; it cannot be resumed", path=ckpt)
     saved_world = int(state.get("world_size", 1))
     if saved_world != ctx.world_size:  # the data order and every rank's random state depend on it
-        raise ConfigError(f"checkpoint was written by {saved_world} process(es) but this run has {ctx.world_size}; "
-                          f"resume with torchrun --nproc_per_node {saved_world}, or start a new run", path=ckpt)
+        raise ConfigError(
+            f"checkpoint was written by {saved_world} process(es) but this run has {ctx.world_size}; "
+            f"resume with torchrun --nproc_per_node {saved_world}, or start a new run",
+            path=ckpt,
+        )
     saved_strategy, strategy = state.get("strategy", "ddp"), "fsdp" if is_sharded(parts.model) else "ddp"
     if saved_strategy != strategy:  # the optimiser state is keyed differently
-        raise ConfigError(f"checkpoint was trained with strategy {saved_strategy}, this run uses {strategy}; "
-                          f"set strategy: {saved_strategy} to resume it", path=ckpt)
+        raise ConfigError(
+            f"checkpoint was trained with strategy {saved_strategy}, this run uses {strategy}; "
+            f"set strategy: {saved_strategy} to resume it",
+            path=ckpt,
+        )
     load_full_model_state(parts.model, weights["model"])
     if parts.ema is not None and "ema" in weights:
         parts.ema.load_state_dict(weights["ema"], int(state.get("ema_updates", 1)))
@@ -81,8 +86,14 @@ def restore_run(parts: RunParts, ckpt: Path, ctx: DistContext) -> tuple[int, flo
 
 
 def save_run(
-    task: TrainTask, cfg: TrainConfig, parts: RunParts, ctx: DistContext, step: int, seconds: float,
-    precision: Precision, window: dict[str, list[torch.Tensor]],
+    task: TrainTask,
+    cfg: TrainConfig,
+    parts: RunParts,
+    ctx: DistContext,
+    step: int,
+    seconds: float,
+    precision: Precision,
+    window: dict[str, list[torch.Tensor]],
 ) -> Path | None:
     """Checkpoint after ``step`` steps (rank 0 writes; every rank contributes its RNG state).
 
@@ -100,14 +111,24 @@ def save_run(
             weights["ema"] = parts.ema.state_dict()
         for name, module in parts.extras.items():
             weights[f"extra-{name}"] = module.state_dict()
-        config = {"run": cfg.to_dict(), "task": task.export_config(), "task_name": task.name,
-                  "world_size": ctx.world_size, "precision": precision.name}
+        config = {
+            "run": cfg.to_dict(),
+            "task": task.export_config(),
+            "task_name": task.name,
+            "world_size": ctx.world_size,
+            "precision": precision.name,
+        }
         state = {
-            "step": step, "seconds": seconds, "world_size": ctx.world_size, "rng": rngs,
+            "step": step,
+            "seconds": seconds,
+            "world_size": ctx.world_size,
+            "rng": rngs,
             "strategy": "fsdp" if is_sharded(parts.model) else "ddp",
-            "optimizer": optimizer_state, "scheduler": parts.scheduler.state_dict(),
+            "optimizer": optimizer_state,
+            "scheduler": parts.scheduler.state_dict(),
             "scaler": parts.scaler.state_dict(),
-            "ema_updates": parts.ema.num_updates if parts.ema is not None else 0, "window": open_window,
+            "ema_updates": parts.ema.num_updates if parts.ema is not None else 0,
+            "window": open_window,
             "extra_optimizers": {n: o.state_dict() for n, o in parts.extra_optimizers.items()},
             "extra_schedulers": {n: s.state_dict() for n, s in parts.extra_schedulers.items()},
         }

@@ -61,9 +61,7 @@ def build_scheduler(
         min_lr: absolute floor for the first param group.
     """
     base_lr = float(optimizer.param_groups[0]["lr"])
-    fn = functools.partial(
-        _factor, base_lr=base_lr, warmup_steps=warmup_steps, total_steps=total_steps, min_lr=min_lr
-    )
+    fn = functools.partial(_factor, base_lr=base_lr, warmup_steps=warmup_steps, total_steps=total_steps, min_lr=min_lr)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=fn)
 
 

@@ -69,9 +69,7 @@ class TrainTask(ABC):
         return []
 
     @abstractmethod
-    def batches(
-        self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0
-    ) -> Iterator[Any]:
+    def batches(self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0) -> Iterator[Any]:
         """Infinite iterator of this rank's micro-batches, beginning at micro-batch index ``start``.
 
         A batch is any nest of dicts/lists/tuples of tensors (the loop moves tensors to the device).
@@ -155,4 +153,3 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
-

@@ -82,7 +82,9 @@ def guarded(fn: Callable) -> Callable:
         except CtvlError as exc:
             raise gr.Error(_one_line(exc), print_exception=False) from exc
         except MemoryError as exc:
-            raise gr.Error("the server ran out of memory for this input; try a smaller scan", print_exception=False) from exc
+            raise gr.Error(
+                "the server ran out of memory for this input; try a smaller scan", print_exception=False
+            ) from exc
         except Exception as exc:  # never let a bad input take the server down
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"unexpected {type(exc).__name__}: {_one_line(exc)}", print_exception=False) from exc
@@ -126,10 +128,26 @@ def _plane_images(prefix: str) -> tuple[list[gr.Image], list[gr.Slider]]:
     with gr.Row():
         for plane, hint in zip(PLANES, ("inferior → superior", "posterior → anterior", "patient's left → right")):
             with gr.Column(min_width=200):
-                images.append(gr.Image(label=plane.capitalize(), type="numpy", format="png",
-                                       interactive=False, elem_id=f"{prefix}-{plane}"))
-                sliders.append(gr.Slider(0, 1, value=0, step=1, label=f"{plane} slice ({hint})",
-                                         interactive=False, elem_id=f"{prefix}-{plane}-slice"))
+                images.append(
+                    gr.Image(
+                        label=plane.capitalize(),
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        elem_id=f"{prefix}-{plane}",
+                    )
+                )
+                sliders.append(
+                    gr.Slider(
+                        0,
+                        1,
+                        value=0,
+                        step=1,
+                        label=f"{plane} slice ({hint})",
+                        interactive=False,
+                        elem_id=f"{prefix}-{plane}-slice",
+                    )
+                )
     return images, sliders
 
 
@@ -146,13 +164,30 @@ def _wire_planes(scan: gr.State, preset, level, width, images, sliders, display_
         return [preset_for(lv, wd), *render_all(view, slices, lv, wd, display_size)]
 
     for plane, slider, image in zip(PLANES, sliders, images):
-        slider.input(guarded(_slice_renderer(plane, display_size)), [scan, slider, level, width], image,
-                     trigger_mode="always_last", show_progress="hidden", api_visibility="private")
-    preset.input(guarded(on_preset), [preset, scan, *sliders], [level, width, *images], show_progress="hidden",
-                 api_visibility="private")
+        slider.input(
+            guarded(_slice_renderer(plane, display_size)),
+            [scan, slider, level, width],
+            image,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_visibility="private",
+        )
+    preset.input(
+        guarded(on_preset),
+        [preset, scan, *sliders],
+        [level, width, *images],
+        show_progress="hidden",
+        api_visibility="private",
+    )
     for control in (level, width):
-        control.input(guarded(on_window), [scan, level, width, *sliders], [preset, *images],
-                      trigger_mode="always_last", show_progress="hidden", api_visibility="private")
+        control.input(
+            guarded(on_window),
+            [scan, level, width, *sliders],
+            [preset, *images],
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_visibility="private",
+        )
 
 
 def _report_tab(
@@ -169,7 +204,7 @@ def _report_tab(
         with gr.Column(scale=1, min_width=300):
             files = gr.File(
                 label="CT scan: one NIfTI (.nii/.nii.gz), NRRD (.nrrd, or .nhdr + data) or MetaImage (.mha, or .mhd "
-                      "+ .raw) file, one DICOM .zip, or all .dcm files of one series",
+                "+ .raw) file, one DICOM .zip, or all .dcm files of one series",
                 file_count="multiple",
                 elem_id="ctvl-upload",
             )
@@ -179,10 +214,15 @@ def _report_tab(
         with gr.Column(scale=3):
             images, sliders = _plane_images("ctvl")
             report = gr.Textbox(label="Report", lines=8, interactive=False, elem_id="ctvl-report")
-            jump = gr.Dropdown([], label="Show the slice with the strongest evidence for", visible=False,
-                               elem_id="ctvl-evidence")
-            findings = gr.Dataframe(headers=FINDINGS_HEADERS, label="Findings (18 CT-RATE labels)",
-                                    interactive=False, elem_id="ctvl-findings")
+            jump = gr.Dropdown(
+                [], label="Show the slice with the strongest evidence for", visible=False, elem_id="ctvl-evidence"
+            )
+            findings = gr.Dataframe(
+                headers=FINDINGS_HEADERS,
+                label="Findings (18 CT-RATE labels)",
+                interactive=False,
+                elem_id="ctvl-findings",
+            )
 
     no_report = ["", None, {}, gr.Dropdown(choices=[], value=None, visible=False)]  # a new scan drops the old report
 
@@ -192,12 +232,24 @@ def _report_tab(
         except (CtvlError, MemoryError) as exc:
             msg = "the server ran out of memory reading this scan" if isinstance(exc, MemoryError) else _one_line(exc)
             gr.Warning(msg, duration=None)
-            return [None, f"**Could not read the upload:** {msg}", *(_slider(None) for _ in PLANES), None, None, None,
-                    *no_report]
+            return [
+                None,
+                f"**Could not read the upload:** {msg}",
+                *(_slider(None) for _ in PLANES),
+                None,
+                None,
+                None,
+                *no_report,
+            ]
         mid = middle_slices(loaded.view)
         sl = [mid[p] for p in PLANES]
-        return [loaded.view, header_markdown(loaded.info), *(_slider(loaded.view.n_slices(p), mid[p]) for p in PLANES),
-                *render_all(loaded.view, sl, lv, wd, display_size), *no_report]
+        return [
+            loaded.view,
+            header_markdown(loaded.info),
+            *(_slider(loaded.view.n_slices(p), mid[p]) for p in PLANES),
+            *render_all(loaded.view, sl, lv, wd, display_size),
+            *no_report,
+        ]
 
     def on_clear():
         return [None, EMPTY_HEADER, *(_slider(None) for _ in PLANES), None, None, None, *no_report]
@@ -207,8 +259,11 @@ def _report_tab(
         for note in output.warnings:
             gr.Warning(note, duration=None)
         voxels = {k: tuple(v) for k, v in output.evidence.items() if output.labels.get(k)}  # positive findings only
-        return output.text, pd.DataFrame(rows, columns=FINDINGS_HEADERS), {"method": output.evidence_method,
-                                                                          "voxels": voxels}
+        return (
+            output.text,
+            pd.DataFrame(rows, columns=FINDINGS_HEADERS),
+            {"method": output.evidence_method, "voxels": voxels},
+        )
 
     def on_evidence(found):
         labels = [name for name in CTRATE_LABELS if name in found.get("voxels", {})]
@@ -224,13 +279,23 @@ def _report_tab(
         return [*slices, *render_all(view, slices, lv, wd, display_size)]
 
     view_outputs = [scan, header, *sliders, *images, report, findings, evidence, jump]
-    files.upload(guarded(on_upload), [files, level, width], view_outputs, concurrency_limit=concurrency_limit,
-                 api_visibility="private")
+    files.upload(
+        guarded(on_upload),
+        [files, level, width],
+        view_outputs,
+        concurrency_limit=concurrency_limit,
+        api_visibility="private",
+    )
     files.clear(on_clear, None, view_outputs, api_visibility="private")
     _wire_planes(scan, preset, level, width, images, sliders, display_size)
-    generate.click(guarded(on_report), [files], [report, findings, evidence], api_name="report",
-                   concurrency_limit=1, concurrency_id="report").then(
-        on_evidence, [evidence], [jump], api_visibility="private")
+    generate.click(
+        guarded(on_report),
+        [files],
+        [report, findings, evidence],
+        api_name="report",
+        concurrency_limit=1,
+        concurrency_id="report",
+    ).then(on_evidence, [evidence], [jump], api_visibility="private")
     jump.input(guarded(on_jump), [jump, evidence, scan, level, width], [*sliders, *images], api_visibility="private")
 
 
@@ -249,23 +314,39 @@ def _evaluate_tab(work_dirs: WorkDirs, meteor: bool | None) -> None:
     with gr.Row():
         with gr.Column():
             summary = gr.Dataframe(headers=SUMMARY_HEADERS, label="Metrics", interactive=False, elem_id="ctvl-metrics")
-            downloads = gr.File(label="Results (zip of every output, metrics.json)", file_count="multiple",
-                                interactive=False, elem_id="ctvl-results")
+            downloads = gr.File(
+                label="Results (zip of every output, metrics.json)",
+                file_count="multiple",
+                interactive=False,
+                elem_id="ctvl-results",
+            )
         with gr.Column():
-            chart = gr.Image(label="Per-label F1", type="filepath", format="png", interactive=False, elem_id="ctvl-chart")
-            per_label = gr.Dataframe(headers=PER_LABEL_HEADERS, label="Per label", interactive=False,
-                                     elem_id="ctvl-per-label")
+            chart = gr.Image(
+                label="Per-label F1", type="filepath", format="png", interactive=False, elem_id="ctvl-chart"
+            )
+            per_label = gr.Dataframe(
+                headers=PER_LABEL_HEADERS, label="Per label", interactive=False, elem_id="ctvl-per-label"
+            )
 
     def on_evaluate(pred_csv, ref_csv, labels_csv):
         uploaded = [Path(p) for p in (pred_csv, ref_csv, labels_csv) if p]
         with readable_errors(uploaded):
             result = run_evaluation(pred_csv, ref_csv, labels_csv, work_dirs.new("eval-"), meteor=meteor)
-        return (pd.DataFrame(result.summary_rows, columns=SUMMARY_HEADERS),
-                pd.DataFrame(result.per_label_rows, columns=PER_LABEL_HEADERS),
-                str(result.chart), [str(result.archive), str(result.metrics_json)])
+        return (
+            pd.DataFrame(result.summary_rows, columns=SUMMARY_HEADERS),
+            pd.DataFrame(result.per_label_rows, columns=PER_LABEL_HEADERS),
+            str(result.chart),
+            [str(result.archive), str(result.metrics_json)],
+        )
 
-    run.click(guarded(on_evaluate), [pred, ref, labels], [summary, per_label, chart, downloads], api_name="evaluate",
-              concurrency_limit=1, concurrency_id="evaluate")
+    run.click(
+        guarded(on_evaluate),
+        [pred, ref, labels],
+        [summary, per_label, chart, downloads],
+        api_name="evaluate",
+        concurrency_limit=1,
+        concurrency_id="evaluate",
+    )
 
 
 def _synthesize_tab(synthesizer: Synthesizer, work_dirs: WorkDirs, display_size: int) -> None:
@@ -278,42 +359,65 @@ def _synthesize_tab(synthesizer: Synthesizer, work_dirs: WorkDirs, display_size:
     scan = gr.State(None, time_to_live=3600)  # ScanView of the last generated volume
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            prompt = gr.Textbox(label="Prompt (findings in words; empty: the unconditional model)", lines=3,
-                                placeholder="moderate right pleural effusion, cardiomegaly", elem_id="ctvl-synth-prompt")
+            prompt = gr.Textbox(
+                label="Prompt (findings in words; empty: the unconditional model)",
+                lines=3,
+                placeholder="moderate right pleural effusion, cardiomegaly",
+                elem_id="ctvl-synth-prompt",
+            )
             with gr.Row():  # text boxes: a browser's number field cannot stay blank (= the generator's default)
                 seed = gr.Number(0, label="Seed", elem_id="ctvl-synth-seed")
                 steps = gr.Textbox(label="Steps", placeholder="default", max_lines=1, elem_id="ctvl-synth-steps")
             with gr.Row():
-                guidance = gr.Textbox(label="Guidance", placeholder="default", max_lines=1,
-                                      elem_id="ctvl-synth-guidance")
-                depth = gr.Textbox(label="Depth (slices, 1 + 8k)", placeholder="default", max_lines=1,
-                                   elem_id="ctvl-synth-depth")
+                guidance = gr.Textbox(
+                    label="Guidance", placeholder="default", max_lines=1, elem_id="ctvl-synth-guidance"
+                )
+                depth = gr.Textbox(
+                    label="Depth (slices, 1 + 8k)", placeholder="default", max_lines=1, elem_id="ctvl-synth-depth"
+                )
             run = gr.Button("Synthesize", variant="primary", elem_id="ctvl-synthesize")
             preset, level, width = _window_controls("ctvl-synth")
             summary = gr.Markdown("", elem_id="ctvl-synth-summary")
-            download = gr.File(label="NIfTI (int16 HU) and its recipe (.json)", file_count="multiple",
-                               interactive=False, elem_id="ctvl-synth-download")
+            download = gr.File(
+                label="NIfTI (int16 HU) and its recipe (.json)",
+                file_count="multiple",
+                interactive=False,
+                elem_id="ctvl-synth-download",
+            )
         with gr.Column(scale=3):
             images, sliders = _plane_images("ctvl-synth")
-            table = gr.Dataframe(headers=LABEL_HEADERS, label="Labels (18 CT-RATE findings): prompt vs classifier",
-                                 interactive=False, elem_id="ctvl-synth-labels")
+            table = gr.Dataframe(
+                headers=LABEL_HEADERS,
+                label="Labels (18 CT-RATE findings): prompt vs classifier",
+                interactive=False,
+                elem_id="ctvl-synth-labels",
+            )
 
     def on_synthesize(prompt, seed, steps, guidance, depth):  # the API's parameter names
         request = synthesizer.parse(prompt, seed, steps, guidance, depth)
         output = synthesizer.run(request, work_dirs.new("synth-"))
         for note in output.warnings:
             gr.Warning(note)
-        return ([str(output.nifti), str(output.recipe_json)], pd.DataFrame(output.rows, columns=LABEL_HEADERS),
-                output.summary, output.view)
+        return (
+            [str(output.nifti), str(output.recipe_json)],
+            pd.DataFrame(output.rows, columns=LABEL_HEADERS),
+            output.summary,
+            output.view,
+        )
 
     def on_show(view, lv, wd):
         mid = middle_slices(view)
         slices = [mid[p] for p in PLANES]
         return [*(_slider(view.n_slices(p), mid[p]) for p in PLANES), *render_all(view, slices, lv, wd, display_size)]
 
-    run.click(guarded(on_synthesize), [prompt, seed, steps, guidance, depth], [download, table, summary, scan],
-              api_name="synthesize", concurrency_limit=1, concurrency_id="synthesize").success(
-        guarded(on_show), [scan, level, width], [*sliders, *images], api_visibility="private")
+    run.click(
+        guarded(on_synthesize),
+        [prompt, seed, steps, guidance, depth],
+        [download, table, summary, scan],
+        api_name="synthesize",
+        concurrency_limit=1,
+        concurrency_id="synthesize",
+    ).success(guarded(on_show), [scan, level, width], [*sliders, *images], api_visibility="private")
     _wire_planes(scan, preset, level, width, images, sliders, display_size)
 
 

@@ -53,8 +53,15 @@ def summary_rows(metrics: dict) -> list[list]:
     for avg in ("macro", "micro", "weighted"):
         for part in ("precision", "recall", "f1"):
             rows.append([f"clinical {avg} {part}", _value(c[f"{avg}_{part}"])])
-    for key, name in (("bleu_1", "BLEU-1"), ("bleu_2", "BLEU-2"), ("bleu_3", "BLEU-3"), ("bleu_4", "BLEU-4"),
-                      ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("cider", "CIDEr")):
+    for key, name in (
+        ("bleu_1", "BLEU-1"),
+        ("bleu_2", "BLEU-2"),
+        ("bleu_3", "BLEU-3"),
+        ("bleu_4", "BLEU-4"),
+        ("meteor", "METEOR"),
+        ("rouge_l", "ROUGE-L"),
+        ("cider", "CIDEr"),
+    ):
         rows.append([name, _value(n.get(key))])
     rows.append(["NLG reference text", n.get("reference", "")])
     rows.append(["duplicate report fraction", _value(d["duplicate_fraction"])])
@@ -66,8 +73,14 @@ def per_label_rows(metrics: dict) -> list[list]:
     """Per-label precision/recall/F1/support rows in CT-RATE order."""
     per = metrics["clinical"]["per_label"]
     return [
-        [name, _value(per[name]["precision"], 3), _value(per[name]["recall"], 3), _value(per[name]["f1"], 3),
-         int(per[name]["support"]), int(per[name]["predicted"])]
+        [
+            name,
+            _value(per[name]["precision"], 3),
+            _value(per[name]["recall"], 3),
+            _value(per[name]["f1"], 3),
+            int(per[name]["support"]),
+            int(per[name]["predicted"]),
+        ]
         for name in CTRATE_LABELS
     ]
 

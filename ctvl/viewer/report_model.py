@@ -50,12 +50,18 @@ def bundle_report_fn(bundle: str | Path | None = None, evidence: bool = True) ->
 
                 state, model_shape = located
                 cfg = loaded.tokenizer.model.config
-                found = find_evidence(loaded.model, codes, state, positives, cfg.time_factor, cfg.space_factor,
-                                      model_shape)
+                found = find_evidence(
+                    loaded.model, codes, state, positives, cfg.time_factor, cfg.space_factor, model_shape
+                )
                 voxels, method = found.voxels, found.method
-        return ReportOutput(text=format_report(report.findings, report.impression), labels=report.labels,
-                            probabilities=report.probabilities or None, evidence=voxels, evidence_method=method,
-                            warnings=list(report.warnings))
+        return ReportOutput(
+            text=format_report(report.findings, report.impression),
+            labels=report.labels,
+            probabilities=report.probabilities or None,
+            evidence=voxels,
+            evidence_method=method,
+            warnings=list(report.warnings),
+        )
 
     return report_fn
 

@@ -28,7 +28,9 @@ def check_bindable(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: unknown host ({exc.strerror or exc}); pass another --host") from exc
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: unknown host ({exc.strerror or exc}); pass another --host"
+        ) from exc
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does

@@ -78,8 +78,16 @@ def _whole(value: Any, name: str, low: int, high: int, unit: str = "") -> int | 
     return int(number)
 
 
-def parse_request(prompt: Any, seed: Any = 0, steps: Any = None, guidance: Any = None, depth: Any = None,
-                  *, max_depth: int = MAX_DEPTH, max_steps: int = MAX_STEPS) -> SynthesisRequest:
+def parse_request(
+    prompt: Any,
+    seed: Any = 0,
+    steps: Any = None,
+    guidance: Any = None,
+    depth: Any = None,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_steps: int = MAX_STEPS,
+) -> SynthesisRequest:
     """Check the tab's inputs (as the browser or the API sends them: numbers, numeric strings or blanks).
 
     Args:
@@ -99,17 +107,24 @@ def parse_request(prompt: Any, seed: Any = 0, steps: Any = None, guidance: Any =
     seed_value = _whole(seed, "seed", 0, MAX_SEED)
     guidance_value = _number(guidance, "guidance")
     if guidance_value is not None and not 0 <= guidance_value <= MAX_GUIDANCE:
-        raise InputError(f"guidance must be from 0 to {MAX_GUIDANCE:g} (0 = unconditional, 1 = no guidance), "
-                         f"got {guidance_value:g}")
+        raise InputError(
+            f"guidance must be from 0 to {MAX_GUIDANCE:g} (0 = unconditional, 1 = no guidance), got {guidance_value:g}"
+        )
     return SynthesisRequest(
-        prompt=prompt, seed=0 if seed_value is None else seed_value,
-        steps=_whole(steps, "steps", 1, max_steps), guidance=guidance_value,
+        prompt=prompt,
+        seed=0 if seed_value is None else seed_value,
+        steps=_whole(steps, "steps", 1, max_steps),
+        guidance=guidance_value,
         depth=_whole(depth, "depth", 1, max_depth, " slices"),
     )
 
 
-def label_rows(prompt_labels: Mapping[str, int] | None, probabilities: Mapping[str, float] | None,
-               thresholds: Mapping[str, float] | None = None, missing: str = NO_CLASSIFIER) -> list[list]:
+def label_rows(
+    prompt_labels: Mapping[str, int] | None,
+    probabilities: Mapping[str, float] | None,
+    thresholds: Mapping[str, float] | None = None,
+    missing: str = NO_CLASSIFIER,
+) -> list[list]:
     """One row per CT-RATE label: [name, what the prompt states, what the classifier reads, its probability].
 
     Args:
@@ -165,9 +180,16 @@ class Synthesizer:
         max_depth, max_steps: the largest depth and step count a request may ask for.
     """
 
-    def __init__(self, bundle: str | Path | None = None, *, classify: Classifier | None = None,
-                 loader: Callable[[Any], Any] | None = None, labeler: Callable[[str], dict] | None = None,
-                 max_depth: int = MAX_DEPTH, max_steps: int = MAX_STEPS) -> None:
+    def __init__(
+        self,
+        bundle: str | Path | None = None,
+        *,
+        classify: Classifier | None = None,
+        loader: Callable[[Any], Any] | None = None,
+        labeler: Callable[[str], dict] | None = None,
+        max_depth: int = MAX_DEPTH,
+        max_steps: int = MAX_STEPS,
+    ) -> None:
         self.bundle = bundle
         self.classify = classify
         self.max_depth, self.max_steps = int(max_depth), int(max_steps)
@@ -201,8 +223,9 @@ class Synthesizer:
             self._labeler = ReportLabeler().label
         return self._labeler
 
-    def parse(self, prompt: Any, seed: Any = 0, steps: Any = None, guidance: Any = None,
-              depth: Any = None) -> SynthesisRequest:
+    def parse(
+        self, prompt: Any, seed: Any = 0, steps: Any = None, guidance: Any = None, depth: Any = None
+    ) -> SynthesisRequest:
         """:func:`parse_request` with this server's caps."""
         return parse_request(prompt, seed, steps, guidance, depth, max_depth=self.max_depth, max_steps=self.max_steps)
 
@@ -213,8 +236,16 @@ class Synthesizer:
         gen = self.generator()
         labeler = self.labeler()
         with self._run_lock:  # the model and torch's threads are shared
-            result = synthesize(gen, request.prompt, seed=request.seed, steps=request.steps,
-                                guidance=request.guidance, depth=request.depth, n=1, labeler=labeler)
+            result = synthesize(
+                gen,
+                request.prompt,
+                seed=request.seed,
+                steps=request.steps,
+                guidance=request.guidance,
+                depth=request.depth,
+                n=1,
+                labeler=labeler,
+            )
             probabilities, missing, notes = self._read(result.model_tensors, gen.spec)
         warnings = [*result.warnings, *notes]
         nifti = write_result(result, Path(out_dir) / f"ctvl_synthetic_seed{request.seed}.nii.gz")[0]
@@ -222,8 +253,13 @@ class Synthesizer:
         rows = label_rows(result.prompt_labels, probabilities, getattr(self.classify, "thresholds", None), missing)
         recipe = result.recipe(0)
         return SynthesisOutput(
-            volume=volume, view=ScanView.from_volume(volume), rows=rows, nifti=nifti,
-            recipe_json=nifti.with_name(nifti.name[: -len(".nii.gz")] + ".json"), recipe=recipe, warnings=warnings,
+            volume=volume,
+            view=ScanView.from_volume(volume),
+            rows=rows,
+            nifti=nifti,
+            recipe_json=nifti.with_name(nifti.name[: -len(".nii.gz")] + ".json"),
+            recipe=recipe,
+            warnings=warnings,
             summary=summarize(recipe, result.seconds, rows, warnings, getattr(self.classify, "source", None)),
         )
 
@@ -234,11 +270,14 @@ class Synthesizer:
         notes = []
         trained = getattr(self.classify, "spec", None)
         depth = int(tensors.shape[2])
-        if trained is not None and (tuple(map(float, trained.spacing)) != tuple(map(float, spec.spacing))
-                                    or trained.depth not in (None, depth)):
+        if trained is not None and (
+            tuple(map(float, trained.spacing)) != tuple(map(float, spec.spacing)) or trained.depth not in (None, depth)
+        ):
             slices = f"{trained.depth} slices at " if trained.depth else ""
-            notes.append(f"the classifier was trained on {slices}{_mm(trained.spacing)} mm; this volume has "
-                         f"{depth} slices at {_mm(spec.spacing)} mm, so its reading may be off")
+            notes.append(
+                f"the classifier was trained on {slices}{_mm(trained.spacing)} mm; this volume has "
+                f"{depth} slices at {_mm(spec.spacing)} mm, so its reading may be off"
+            )
         try:
             probabilities = self.classify(tensors)[0]
         except Exception as exc:  # the classifier is an add-on: the volume is still shown
@@ -253,8 +292,9 @@ def _mm(values) -> str:
     return " × ".join(f"{float(v):g}" for v in values)
 
 
-def summarize(recipe: Mapping[str, Any], seconds: float, rows: list[list], warnings: list[str],
-              classifier: str | None = None) -> str:
+def summarize(
+    recipe: Mapping[str, Any], seconds: float, rows: list[list], warnings: list[str], classifier: str | None = None
+) -> str:
     """The Markdown under the Synthesize button: what was made, how, and how far the classifier agrees."""
     used = recipe["used_prompt"]
     lines = [
@@ -266,8 +306,10 @@ def summarize(recipe: Mapping[str, Any], seconds: float, rows: list[list], warni
     read = [r for r in rows if r[2] in ("yes", "no") and r[1] in ("yes", "no")]
     if read:
         agree = sum(r[1] == r[2] for r in read)
-        lines.append(f"The classifier{f' ({classifier})' if classifier else ''} agrees with the prompt on "
-                     f"{agree} of {len(read)} labels.")
+        lines.append(
+            f"The classifier{f' ({classifier})' if classifier else ''} agrees with the prompt on "
+            f"{agree} of {len(read)} labels."
+        )
     elif rows and rows[0][2] == NO_CLASSIFIER:
         lines.append("No classifier is installed, so the volume's labels are not read.")
     if warnings:
@@ -287,8 +329,10 @@ class FeatureNetClassifier:
     def __call__(self, tensors) -> list[dict[str, float]]:
         size = tuple(int(s) for s in self.spec.size)
         if tensors.ndim != 5 or tuple(int(s) for s in tensors.shape[-2:]) != size:
-            raise InputError(f"it reads {size[0]} × {size[1]} model-space slices and this generator makes "
-                             f"{tuple(tensors.shape[-2:])}")
+            raise InputError(
+                f"it reads {size[0]} × {size[1]} model-space slices and this generator makes "
+                f"{tuple(tensors.shape[-2:])}"
+            )
         probabilities = self.nets.probabilities(tensors)
         return [dict(zip(CTRATE_LABELS, (float(p) for p in row))) for row in probabilities]
 

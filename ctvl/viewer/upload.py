@@ -26,8 +26,9 @@ from ctvl.viewer.planes import ScanView
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  # 1 GiB over all files of one upload
 DEFAULT_MAX_VOXELS = 1 << 29  # 2 GiB as float32: 512 x 512 x 2048 or 1024 x 1024 x 512
 DETACHED_HEADER_SUFFIXES = (".mhd", ".nhdr")  # headers whose voxels live in other files
-UPLOAD_HINT = ("a NIfTI, NRRD or MetaImage file, a DICOM .zip, the .dcm files of one series, "
-               "or a .mhd/.nhdr with its data")
+UPLOAD_HINT = (
+    "a NIfTI, NRRD or MetaImage file, a DICOM .zip, the .dcm files of one series, or a .mhd/.nhdr with its data"
+)
 
 
 @dataclass
@@ -230,7 +231,9 @@ def header_markdown(header: dict) -> str:
     if header.get("manufacturer"):
         rows.append(("manufacturer", _md(header["manufacturer"])))
     if resc:
-        rows.append(("rescale", f"slope {resc['slope']:g}, intercept {resc['intercept']:g} ({_md(resc.get('source', ''))})"))
+        rows.append(
+            ("rescale", f"slope {resc['slope']:g}, intercept {resc['intercept']:g} ({_md(resc.get('source', ''))})")
+        )
     lines = ["| header | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
     warnings = header.get("warnings") or []
     if warnings:

@@ -32,12 +32,27 @@ def test_strictly_falling():
 
 def test_smoke_run_writes_runs_and_summary(tmp_path):
     pipeline = load_pipeline()
-    argv = ["--seeds", "0,1", "--variants", "tail-full50,nested-uniform", "--steps", "3", "--train-cases", "1",
-            "--threads", "1", "--out", str(tmp_path)]
+    argv = [
+        "--seeds",
+        "0,1",
+        "--variants",
+        "tail-full50,nested-uniform",
+        "--steps",
+        "3",
+        "--train-cases",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     assert pipeline.main(argv) == 0
     result = json.loads((tmp_path / "seeds.json").read_text())
     assert [(r["variant"], r["seed"]) for r in result["runs"]] == [
-        ("tail-full50", 0), ("tail-full50", 1), ("nested-uniform", 0), ("nested-uniform", 1)
+        ("tail-full50", 0),
+        ("tail-full50", 1),
+        ("nested-uniform", 0),
+        ("nested-uniform", 1),
     ]
     for run in result["runs"]:
         assert len(run["mse"]) == 8 and all(v > 0 for v in run["mse"])

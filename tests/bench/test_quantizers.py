@@ -64,8 +64,25 @@ def test_run_benchmark_rows_and_files(tmp_path):
 
 
 def test_cli_json_on_phantom(tmp_path, capsys):
-    code = main(["bench", "quantizers", "--steps", "1", "--oned-steps", "1", "--train-cases", "1",
-                 "--oned-train-cases", "1", "--methods", "continuous,lfq", "--json", "--out", str(tmp_path)])
+    code = main(
+        [
+            "bench",
+            "quantizers",
+            "--steps",
+            "1",
+            "--oned-steps",
+            "1",
+            "--train-cases",
+            "1",
+            "--oned-train-cases",
+            "1",
+            "--methods",
+            "continuous,lfq",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rows = json.loads(captured.out)

@@ -15,8 +15,16 @@ from ctvl.errors import ConfigError, InputError
 def fake_runner(op: str, depth: int, size: int, model, arch: str, threads: int) -> dict:
     """Working memory flat in depth for encode/decode, linear for the one-shot decode."""
     peak = {"encode": 40.0, "decode": 50.0, "decode_oneshot": 2.0 * depth}[op] + depth / 100
-    return {"op": op, "depth": depth, "size": size, "peak_mb": peak, "seconds": depth / 10, "weights": "fake",
-            "threads": threads or 1, "memory_source": "fake"}
+    return {
+        "op": op,
+        "depth": depth,
+        "size": size,
+        "peak_mb": peak,
+        "seconds": depth / 10,
+        "weights": "fake",
+        "threads": threads or 1,
+        "memory_source": "fake",
+    }
 
 
 def test_ratios_and_keys() -> None:
@@ -31,8 +39,9 @@ def test_ratios_and_keys() -> None:
     assert "decode_oneshot" not in run_benchmark([9, 17], 32, arch="cpu", oneshot=False, runner=fake_runner)
     text = format_table(result)
     assert "PASS" in text and "decode_oneshot" in text
-    failing = run_benchmark([9, 90], 32, arch="cpu", runner=lambda op, d, *a: {**fake_runner(op, d, *a),
-                                                                              "peak_mb": float(d)})
+    failing = run_benchmark(
+        [9, 90], 32, arch="cpu", runner=lambda op, d, *a: {**fake_runner(op, d, *a), "peak_mb": float(d)}
+    )
     assert failing["pass"] is False
 
 
@@ -51,7 +60,9 @@ def test_errors_are_reported_not_raised() -> None:
 
 def test_measure_in_process() -> None:
     row = measure("decode_oneshot", 17, 32, arch="cpu")
-    assert row["result_shape"] == [1, 1, 17, 32, 32] and row["output_mb"] == pytest.approx(17 * 32 * 32 * 4 / 2**20, abs=0.1)
+    assert row["result_shape"] == [1, 1, 17, 32, 32] and row["output_mb"] == pytest.approx(
+        17 * 32 * 32 * 4 / 2**20, abs=0.1
+    )
     assert row["peak_mb"] >= 0 and row["seconds"] > 0 and row["weights"] == "random cpu weights"
     enc = measure("encode", 17, 32, arch="cpu")
     assert enc["result_shape"] == [1, 3, 4, 4] and enc["output_mb"] == 0.0

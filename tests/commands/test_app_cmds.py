@@ -68,12 +68,12 @@ def test_taken_port_or_unknown_host_is_one_line_error(capsys):
         port = busy.getsockname()[1]
         assert main(["app", "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: cannot listen on 127.0.0.1:{port} (the port is in use); pass another --port or --host, "
-                   "or stop the program using it\n")
+    assert err == (
+        f"error: cannot listen on 127.0.0.1:{port} (the port is in use); pass another --port or --host, "
+        "or stop the program using it\n"
+    )
     assert main(["app", "--host", "no-such-host.invalid"]) == 2
     assert "unknown host" in capsys.readouterr().err
-
-
 
 
 def test_launcher_serves_the_viewer_and_stops_on_ctrl_c():
@@ -81,7 +81,11 @@ def test_launcher_serves_the_viewer_and_stops_on_ctrl_c():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "app" / "app.py"), "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         page, deadline = "", time.time() + 90

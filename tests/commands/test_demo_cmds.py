@@ -1,6 +1,5 @@
 """``ctvl demo`` (the README quick start's main job): scan, info, report with the ground truth, viewer."""
 
-
 import pytest
 
 from ctvl.cli import main

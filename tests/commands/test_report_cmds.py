@@ -42,15 +42,38 @@ def test_report_errors_are_one_line(tmp_path, capsys):
 
 def test_train_report_then_eval_run(tmp_path, capsys):
     art = shared()
-    config = {"run_name": "cli", "steps": 2, "batch_size": 2, "lr": 1e-3, "log_every": 1, "device": "cpu",
-              "output_dir": str(tmp_path / "run"), "model": tiny_model_section(),
-              "data": {"root": str(art["data"]), "tokenizer": str(art["tokenizer"]), "cache_dir": str(art["root"] / "cache")}}
+    config = {
+        "run_name": "cli",
+        "steps": 2,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "log_every": 1,
+        "device": "cpu",
+        "output_dir": str(tmp_path / "run"),
+        "model": tiny_model_section(),
+        "data": {"root": str(art["data"]), "tokenizer": str(art["tokenizer"]), "cache_dir": str(art["root"] / "cache")},
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["train", "report", "--config", str(path), "model.max_new_tokens=12"]) == 0
     assert "trained" in capsys.readouterr().out
-    code = main(["eval", "run", "--data", str(art["data"]), "--split", "valid", "--out", str(tmp_path / "eval"),
-                 "--model", str(tmp_path / "run"), "--no-meteor", "--limit", "2"])
+    code = main(
+        [
+            "eval",
+            "run",
+            "--data",
+            str(art["data"]),
+            "--split",
+            "valid",
+            "--out",
+            str(tmp_path / "eval"),
+            "--model",
+            str(tmp_path / "run"),
+            "--no-meteor",
+            "--limit",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "2 reports generated" in out and "macro-F1" in out and "duplicate fraction" in out
     assert (tmp_path / "eval" / "metrics.json").is_file() and (tmp_path / "eval" / "per_label_f1.png").is_file()

@@ -25,8 +25,25 @@ def error_line(capsys) -> str:
 
 
 def test_synthesize_writes_volumes_and_recipes(bundle: Path, tmp_path: Path, capsys):
-    code = main(["synthesize", "small left pleural effusion", "-o", str(tmp_path / "s.nii.gz"), "--model",
-                 str(bundle), "--steps", "2", "--n", "2", "--seed", "7", "--depth", "10", "--json"])
+    code = main(
+        [
+            "synthesize",
+            "small left pleural effusion",
+            "-o",
+            str(tmp_path / "s.nii.gz"),
+            "--model",
+            str(bundle),
+            "--steps",
+            "2",
+            "--n",
+            "2",
+            "--seed",
+            "7",
+            "--depth",
+            "10",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0 and "generating 17 slices" in captured.err
     recipes = json.loads(captured.out)
@@ -34,10 +51,15 @@ def test_synthesize_writes_volumes_and_recipes(bundle: Path, tmp_path: Path, cap
     assert read_volume(tmp_path / "s_1.nii.gz").shape[2] == 17 and (tmp_path / "s_0.json").is_file()
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--steps", "-3"], "--steps must be >= 1"), (["--guidance", "-1"], "--guidance must be >= 0"),
-    (["--n", "0"], "--n must be >= 1"), (["--depth", "0"], "--depth"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--steps", "-3"], "--steps must be >= 1"),
+        (["--guidance", "-1"], "--guidance must be >= 0"),
+        (["--n", "0"], "--n must be >= 1"),
+        (["--depth", "0"], "--depth"),
+    ],
+)
 def test_bad_options_are_one_line_errors(bundle: Path, tmp_path: Path, capsys, args, match):
     code = main(["synthesize", "cardiomegaly", "-o", str(tmp_path / "x.nii.gz"), "--model", str(bundle), *args])
     assert code == 2 and match in error_line(capsys)
@@ -55,9 +77,17 @@ def test_train_synthesis_and_resume(tmp_path: Path, capsys):
     from tests.report.factory import tiny_dataset, tiny_tokenizer_bundle
 
     data, tok = tiny_dataset(tmp_path / "data", train=4, valid=0), tiny_tokenizer_bundle(tmp_path / "tok")
-    cfg = {"run_name": "t", "output_dir": str(tmp_path / "run"), "steps": 2, "batch_size": 2, "checkpoint_every": 1,
-           "log_every": 1, "device": "cpu", "model": TINY_MODEL,
-           "data": {"root": str(data), "tokenizer": str(tok), "cache_dir": str(tmp_path / "cache")}}
+    cfg = {
+        "run_name": "t",
+        "output_dir": str(tmp_path / "run"),
+        "steps": 2,
+        "batch_size": 2,
+        "checkpoint_every": 1,
+        "log_every": 1,
+        "device": "cpu",
+        "model": TINY_MODEL,
+        "data": {"root": str(data), "tokenizer": str(tok), "cache_dir": str(tmp_path / "cache")},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", "synthesis", "--config", str(path)]) == 0
@@ -70,5 +100,8 @@ def test_bench_prints_json_with_baselines(bundle: Path, capsys):
     assert main(["bench", "synthesis", "--model", str(bundle), "--steps", "1", "--repeats", "1", "--threads", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["volume_seconds"]["median"] > 0 and set(result["baseline"]) == {
-        "text_encoder_seconds", "guided_unet_eval_seconds", "tokenizer_decode_seconds"}
+        "text_encoder_seconds",
+        "guided_unet_eval_seconds",
+        "tokenizer_decode_seconds",
+    }
     assert result["target_seconds"] == 10.0 and isinstance(result["pass"], bool)

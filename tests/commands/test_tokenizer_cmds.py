@@ -26,8 +26,9 @@ def tiny_bundle(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = Causal3DConfig.cpu(**ARCH)
     export = tokenizer_export("causal3d", config, PreprocessSpec.from_dict(SPEC), stage=1)
-    return save_bundle(Causal3DTokenizer(config), {"format": BUNDLE_FORMAT, "task_name": "tokenizer",
-                                                   "task": export}, folder)
+    return save_bundle(
+        Causal3DTokenizer(config), {"format": BUNDLE_FORMAT, "task_name": "tokenizer", "task": export}, folder
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,14 @@ def test_bad_input_is_one_line(files, capsys, argv, needle) -> None:
 
 def test_train_tokenizer_command(tmp_path: Path, capsys) -> None:
     write_dataset(tmp_path / "data", 2, 0, split="train", shape=(24, 24, 9))
-    cfg = {"steps": 1, "batch_size": 1, "lr": 1e-3, "output_dir": str(tmp_path / "run"),
-           "model": ARCH, "data": {"root": str(tmp_path / "data"), "preprocessing": SPEC, "stage": 1}}
+    cfg = {
+        "steps": 1,
+        "batch_size": 1,
+        "lr": 1e-3,
+        "output_dir": str(tmp_path / "run"),
+        "model": ARCH,
+        "data": {"root": str(tmp_path / "data"), "preprocessing": SPEC, "stage": 1},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", "tokenizer", "--config", str(path), "--stage", "1", "log_every=1"]) == 0

@@ -38,12 +38,16 @@ def test_calibrate_a_trained_model_with_a_diagnosis_prompt(tmp_path):
     from ctvl.train import train
 
     art = shared()
-    result = train(ReportTask(), tiny_config(tmp_path / "run", art["data"], art["tokenizer"], art["root"] / "cache",
-                                             label_prompt=True))
+    result = train(
+        ReportTask(),
+        tiny_config(tmp_path / "run", art["data"], art["tokenizer"], art["root"] / "cache", label_prompt=True),
+    )
     found = calibrate_on_split(result.run_dir, art["data"], split="train", cache_dir=art["root"] / "cache")
     assert found["n_scans"] == 6 and found["split"] == "train" and found["threshold"] in GRID
     assert found["scores"][found["threshold"]] == max(found["scores"].values())
-    out = export_report_bundle(result.run_dir, tmp_path / "bundle", model_overrides={"label_threshold": found["threshold"]})
+    out = export_report_bundle(
+        result.run_dir, tmp_path / "bundle", model_overrides={"label_threshold": found["threshold"]}
+    )
     loaded = load_report_model(out)
     assert loaded.model.config.label_prompt and loaded.model.config.label_threshold == found["threshold"]
     with pytest.raises(ValueError, match="text-only"):

@@ -42,8 +42,10 @@ def test_rerun_skips_finished_scans_and_retries_failed_ones(tmp_path):
     data = _dataset_with_a_broken_scan(tmp_path)
     out = tmp_path / "out"
     run_eval(data, out, model=shared()["bundle"], meteor=False, progress=False)
-    shutil.copyfile(shared()["data"] / "valid" / "valid_2" / "valid_2_a" / "valid_2_a_1.nii.gz",
-                    data / "valid" / "valid_2" / "valid_2_a" / "valid_2_a_1.nii.gz")  # repaired
+    shutil.copyfile(
+        shared()["data"] / "valid" / "valid_2" / "valid_2_a" / "valid_2_a_1.nii.gz",
+        data / "valid" / "valid_2" / "valid_2_a" / "valid_2_a_1.nii.gz",
+    )  # repaired
     again = run_eval(data, out, model=shared()["bundle"], meteor=False, progress=False)
     assert (again.generated, again.skipped, again.errors, again.evaluated) == (1, 2, 0, 3)
 

@@ -25,22 +25,41 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> dict[s
     data = tiny_dataset(root / "data", train=6, valid=6)
     torch.manual_seed(0)
     nets = save_feature_nets(
-        root / "features", ctnet3d=CTNet3D(config=FeatureNetConfig(widths=(8, 16), strides=None, feature_dim=6)).eval(),
+        root / "features",
+        ctnet3d=CTNet3D(config=FeatureNetConfig(widths=(8, 16), strides=None, feature_dim=6)).eval(),
         slicenet2d=SliceNet2D(config=FeatureNetConfig(widths=(8,), strides=None, feature_dim=4, norm="group")).eval(),
-        thresholds=torch.full((18,), 0.5), spec=load_generator(tiny_bundle).spec)
+        thresholds=torch.full((18,), 0.5),
+        spec=load_generator(tiny_bundle).spec,
+    )
     prompts = root / "prompts.csv"
     with prompts.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "prompt"])
-        w.writerows([["a", "right pleural effusion"], ["b", "cardiomegaly, emphysema"], ["c", "lung nodule"],
-                     ["d", "no significant abnormality"]])
+        w.writerows(
+            [
+                ["a", "right pleural effusion"],
+                ["b", "cardiomegaly, emphysema"],
+                ["c", "lung nodule"],
+                ["d", "no significant abnormality"],
+            ]
+        )
     return {"root": root, "data": data, "features": nets, "prompts": prompts, "bundle": tiny_bundle}
 
 
 def test_metrics_baselines_and_files(setup):
     out = setup["root"] / "out"
-    m = evaluate_synthesis(setup["prompts"], out, real=setup["data"], train=setup["data"], generator=setup["bundle"],
-                           features=setup["features"], n_per_prompt=2, steps=2, cache_dir=None, progress=False)
+    m = evaluate_synthesis(
+        setup["prompts"],
+        out,
+        real=setup["data"],
+        train=setup["data"],
+        generator=setup["bundle"],
+        features=setup["features"],
+        n_per_prompt=2,
+        steps=2,
+        cache_dir=None,
+        progress=False,
+    )
     assert m["n_generated"] == 8 and set(m["fid_2p5d"]) == {"axial", "coronal", "sagittal", "mean"}
     assert m["fid_2p5d"]["mean"] == pytest.approx(sum(m["fid_2p5d"][p] for p in ("axial", "coronal", "sagittal")) / 3)
     assert {"real_vs_real", "reconstruction", "unconditional", "shuffled_prompts"} <= set(m["baselines"])
@@ -60,11 +79,38 @@ def test_cli_and_bad_prompt_files(setup, capsys):
     bad.write_text("text\nhello\n")
     with pytest.raises(InputError, match="'prompt' column"):
         read_prompts(bad)
-    code = main(["eval", "synthesis", "--prompts", str(bad), "--out", str(setup["root"] / "o2"),
-                 "--real", str(setup["data"]), "--model", str(setup["bundle"])])
+    code = main(
+        [
+            "eval",
+            "synthesis",
+            "--prompts",
+            str(bad),
+            "--out",
+            str(setup["root"] / "o2"),
+            "--real",
+            str(setup["data"]),
+            "--model",
+            str(setup["bundle"]),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error:") and "'prompt' column" in err and len(err.splitlines()) == 1
-    code = main(["eval", "synthesis", "--prompts", str(setup["prompts"]), "--out", str(setup["root"] / "o3"),
-                 "--real", str(setup["data"]), "--model", str(setup["bundle"]), "--features", str(setup["features"]),
-                 "--steps", "1"])
+    code = main(
+        [
+            "eval",
+            "synthesis",
+            "--prompts",
+            str(setup["prompts"]),
+            "--out",
+            str(setup["root"] / "o3"),
+            "--real",
+            str(setup["data"]),
+            "--model",
+            str(setup["bundle"]),
+            "--features",
+            str(setup["features"]),
+            "--steps",
+            "1",
+        ]
+    )
     assert code == 0 and "Label consistency" in capsys.readouterr().out

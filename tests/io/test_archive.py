@@ -40,8 +40,13 @@ def test_zipped_nifti_reads(tmp_path):
 
 @pytest.mark.parametrize(
     "name, why",
-    [("../evil.dcm", "a '..' component"), ("a/../../evil.dcm", "a '..' component"),
-     ("/etc/evil.dcm", "an absolute path"), ("C:\\evil.dcm", "an absolute path"), ("..\\evil.dcm", "a '..' component")],
+    [
+        ("../evil.dcm", "a '..' component"),
+        ("a/../../evil.dcm", "a '..' component"),
+        ("/etc/evil.dcm", "an absolute path"),
+        ("C:\\evil.dcm", "an absolute path"),
+        ("..\\evil.dcm", "a '..' component"),
+    ],
 )
 def test_unsafe_member_names_refuse_the_archive(tmp_path, name, why):
     assert unsafe_reason(name) == why

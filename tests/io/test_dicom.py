@@ -117,8 +117,14 @@ def test_gantry_tilt_resampled_onto_orthogonal_grid(tmp_path):
     f = lambda x, y, z: -1000.0 + 10 * x + 20 * y + 30 * z  # noqa: E731  linear: interpolation is exact
     ii, jj = np.meshgrid(np.arange(16) * 1.0, np.arange(14) * 1.0, indexing="ij")
     stored = np.stack([f(ii, jj + 0.5 * k, 2.0 * k) for k in range(5)], axis=2)
-    write_series(tmp_path / "t", stored + 1024, as_stored=True, pixel_spacing=(1.0, 1.0), tilt=14.0362,
-                 positions=[(0.0, 0.5 * k, 2.0 * k) for k in range(5)])
+    write_series(
+        tmp_path / "t",
+        stored + 1024,
+        as_stored=True,
+        pixel_spacing=(1.0, 1.0),
+        tilt=14.0362,
+        positions=[(0.0, 0.5 * k, 2.0 * k) for k in range(5)],
+    )
     vol = read_volume(tmp_path / "t")
     assert np.allclose(vol.affine[:3, :3], np.diag([-1.0, -1.0, 2.0]))  # orthogonal now
     (msg,) = [w for w in vol.meta.warnings if "gantry tilt" in w]
@@ -149,8 +155,12 @@ def test_big_gap_refused_with_positions(tmp_path):
 
 def test_same_position_twice_is_4d(tmp_path):
     hu = chest_hu((8, 6, 4))
-    write_series(tmp_path / "d", hu, positions=[(0, 0, 0), (0, 0, 2), (0, 0, 0), (0, 0, 2)],
-                 names=["a1.dcm", "a2.dcm", "b1.dcm", "b2.dcm"])
+    write_series(
+        tmp_path / "d",
+        hu,
+        positions=[(0, 0, 0), (0, 0, 2), (0, 0, 0), (0, 0, 2)],
+        names=["a1.dcm", "a2.dcm", "b1.dcm", "b2.dcm"],
+    )
     with pytest.raises(InputError, match=r"2 slices share the position 0\.00 mm.*\(4D\)"):
         read_volume(tmp_path / "d")
 

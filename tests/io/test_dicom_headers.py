@@ -46,8 +46,9 @@ def test_header_cut_before_pixel_data_is_refused(tmp_path):
 
 def test_multiframe_and_colour_are_refused(tmp_path):
     two = np.concatenate([chest_hu((8, 6, 1))[:, :, 0].T] * 2)
-    multi = write_slice(tmp_path / "m.dcm", chest_hu((8, 6, 1))[:, :, 0], position=(0, 0, 0),
-                        extra={"NumberOfFrames": 2})
+    multi = write_slice(
+        tmp_path / "m.dcm", chest_hu((8, 6, 1))[:, :, 0], position=(0, 0, 0), extra={"NumberOfFrames": 2}
+    )
     ds = pydicom.dcmread(multi)
     ds.PixelData = two.astype(np.int16).tobytes()
     ds.save_as(multi)
@@ -66,8 +67,9 @@ def test_multiframe_and_colour_are_refused(tmp_path):
 
 def test_several_series_refused_with_listing_then_picked(tmp_path):
     write_series(tmp_path / "mix" / "a", chest_hu((8, 6, 3)), series_uid="1.2.3.100", series_description="LUNG")
-    write_series(tmp_path / "mix" / "b", chest_hu((8, 6, 5), seed=1), series_uid="1.2.3.200",
-                 series_description="SOFT TISSUE")
+    write_series(
+        tmp_path / "mix" / "b", chest_hu((8, 6, 5), seed=1), series_uid="1.2.3.200", series_description="SOFT TISSUE"
+    )
     with pytest.raises(InputError) as err:
         read_volume(tmp_path / "mix")
     msg = str(err.value)
@@ -81,8 +83,13 @@ def test_several_series_refused_with_listing_then_picked(tmp_path):
 
 def test_localizer_is_dropped_with_a_warning(tmp_path):
     write_series(tmp_path / "s", chest_hu((8, 6, 3)))
-    write_slice(tmp_path / "s" / "scout.dcm", chest_hu((8, 6, 1))[:, :, 0] + 1024, position=(0, 0, 0),
-                orientation=(1, 0, 0, 0, 0, -1), extra={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]})
+    write_slice(
+        tmp_path / "s" / "scout.dcm",
+        chest_hu((8, 6, 1))[:, :, 0] + 1024,
+        position=(0, 0, 0),
+        orientation=(1, 0, 0, 0, 0, -1),
+        extra={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]},
+    )
     stacks, dropped = group_stacks(scan_folder(tmp_path / "s")[0])
     assert len(stacks) == 1 and dropped == 1
     vol = read_volume(tmp_path / "s")

@@ -69,7 +69,8 @@ def test_nrrd_in_ras_space_keeps_its_directions(tmp_path):
     (tmp_path / "ras.nhdr").write_text(
         "NRRD0004\ntype: short\ndimension: 3\nspace: right-anterior-superior\nsizes: 6 5 4\n"
         "space directions: (0,0.7,0) (-0.8,0,0) (0,0,2)\nendian: little\nencoding: raw\n"
-        "space origin: (1,2,3)\ndata file: d.raw\n")
+        "space origin: (1,2,3)\ndata file: d.raw\n"
+    )
     vol = read_volume(tmp_path / "ras.nhdr")
     expect = np.array([[0, -0.8, 0, 1], [0.7, 0, 0, 2], [0, 0, 2, 3], [0, 0, 0, 1]], dtype=np.float64)
     np.testing.assert_allclose(vol.affine, expect, atol=1e-12)
@@ -78,8 +79,11 @@ def test_nrrd_in_ras_space_keeps_its_directions(tmp_path):
 
 def test_lps_affine_matches_dicom_convention():
     aff = lps_affine((1, 0, 0, 0, 1, 0, 0, 0, 1), (0.5, 0.6, 2.0), (-10.0, 20.0, 30.0))
-    np.testing.assert_array_equal(aff, np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.array(
-        [[0.5, 0, 0, -10.0], [0, 0.6, 0, 20.0], [0, 0, 2.0, 30.0], [0, 0, 0, 1]]))
+    np.testing.assert_array_equal(
+        aff,
+        np.diag([-1.0, -1.0, 1.0, 1.0])
+        @ np.array([[0.5, 0, 0, -10.0], [0, 0.6, 0, 20.0], [0, 0, 2.0, 30.0], [0, 0, 0, 1]]),
+    )
     four_d = lps_affine(tuple(np.eye(4).ravel()), (0.5, 0.6, 2.0, 1.0), (0, 0, 0, 0))
     assert four_d.shape == (4, 4) and np.allclose(np.diag(four_d), [-0.5, -0.6, 2.0, 1.0])
 
@@ -186,4 +190,3 @@ def test_real_headsq_nhdr_warns_not_hu():
     assert vol.data.min() == 0 and vol.data.max() == 3926
     assert any("no air near -1000 HU" in w for w in vol.meta.warnings)
     assert any("forbids this" in w for w in vol.meta.warnings)
-

@@ -26,8 +26,10 @@ def test_parse_nrrd_and_metaimage_headers(tmp_path):
     h = parse_header(mha)
     assert h.kind == "metaimage" and h.fields["dimsize"] == "24 20 6"
     assert mha.stat().st_size - h.data_offset == chest_hu().nbytes
-    (tmp_path / "list.nhdr").write_text("NRRD0004\n# comment\ntype: short\nkey:=value\ndimension: 3\n"
-                                        "sizes: 2 2 2\nencoding: raw\ndata file: LIST\nx1.raw\nsub/x2.raw\n")
+    (tmp_path / "list.nhdr").write_text(
+        "NRRD0004\n# comment\ntype: short\nkey:=value\ndimension: 3\n"
+        "sizes: 2 2 2\nencoding: raw\ndata file: LIST\nx1.raw\nsub/x2.raw\n"
+    )
     h = parse_header(tmp_path / "list.nhdr")
     assert h.data_files == [tmp_path / "x1.raw", tmp_path / "sub" / "x2.raw"] and "key" not in h.fields
     (tmp_path / "pat.mhd").write_text("ObjectType = Image\nElementDataFile = s%03d.raw 5 1 -2\n")
@@ -83,12 +85,19 @@ def test_corrupt_headers_are_one_line_errors(tmp_path, capfd):
         "open.nrrd": (b"NRRD0004\ntype: short\n", "has no end"),
         "junk.mha": (bytes(range(256)), "not a MetaImage file"),
         "short.mha": (b"ObjectType = Image\n", "no ElementDataFile"),
-        "typo.mha": (b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_BOGUS\n"
-                     b"ElementDataFile = LOCAL\n" + bytes(128), "not a readable MetaImage file"),
-        "nodims.mha": (b"ObjectType = Image\nNDims = three\nElementType = MET_SHORT\nElementDataFile = LOCAL\n"
-                       + bytes(8), r"not a readable MetaImage file \(DimSize required and not defined\)"),
-        "type.nrrd": (b"NRRD0004\ntype: shrt\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n\n" + bytes(128),
-                      r"not a readable NRRD file \(couldn't parse type \"shrt\"\)"),
+        "typo.mha": (
+            b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_BOGUS\n"
+            b"ElementDataFile = LOCAL\n" + bytes(128),
+            "not a readable MetaImage file",
+        ),
+        "nodims.mha": (
+            b"ObjectType = Image\nNDims = three\nElementType = MET_SHORT\nElementDataFile = LOCAL\n" + bytes(8),
+            r"not a readable MetaImage file \(DimSize required and not defined\)",
+        ),
+        "type.nrrd": (
+            b"NRRD0004\ntype: shrt\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n\n" + bytes(128),
+            r"not a readable NRRD file \(couldn't parse type \"shrt\"\)",
+        ),
     }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
@@ -108,8 +117,9 @@ def test_missing_detached_data_files(tmp_path):
     (tmp_path / "scan.raw").unlink()
     with pytest.raises(InputError, match="data file scan.raw that the header names is missing"):
         read_volume(nhdr)
-    (tmp_path / "s.nhdr").write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 3\nencoding: raw\n"
-                                     "endian: little\ndata file: s.%d 1 3 1\n")
+    (tmp_path / "s.nhdr").write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 3\nencoding: raw\nendian: little\ndata file: s.%d 1 3 1\n"
+    )
     (tmp_path / "s.1").write_bytes(bytes(32))
     with pytest.raises(InputError, match=r"data file s\.2 .* \(2 of 3 missing\)"):
         read_volume(tmp_path / "s.nhdr")
@@ -122,25 +132,33 @@ def test_space_with_spacings_is_read_with_a_warning(tmp_path):
     data = chest_hu((8, 6, 3)) + 1024
     for k in range(3):
         np.ascontiguousarray(data[:, :, k].T).tofile(tmp_path / f"q.{k + 1}")
-    (tmp_path / "q.nhdr").write_text("NRRD0004\ndimension: 3\nsizes: 8 6 3\nspacings: 3.2 3.2 1.5\nendian: little\n"
-                                     "type: short\nencoding: raw\nspace: 3D-left-handed\ndata file: q.%d 1 3 1\n")
+    (tmp_path / "q.nhdr").write_text(
+        "NRRD0004\ndimension: 3\nsizes: 8 6 3\nspacings: 3.2 3.2 1.5\nendian: little\n"
+        "type: short\nencoding: raw\nspace: 3D-left-handed\ndata file: q.%d 1 3 1\n"
+    )
     vol = read_volume(tmp_path / "q.nhdr")
     assert np.array_equal(vol.data, data) and vol.spacing == pytest.approx((3.2, 3.2, 1.5)) and vol.axcodes == "LPS"
     assert "forbids this" in vol.meta.warnings[0] and "no air near -1000 HU" in vol.meta.warnings[1]
     attached = tmp_path / "a.nrrd"  # the same trap with the data attached (gzip): read through line skip
-    attached.write_bytes(b"NRRD0004\ndimension: 3\nsizes: 8 6 3\nspacings: 3.2 3.2 1.5\nspace: 3D-right-handed\n"
-                         b"endian: little\ntype: short\nencoding: gzip\n\n"
-                         + gzip.compress(np.ascontiguousarray(data.transpose(2, 1, 0)).tobytes()))
+    attached.write_bytes(
+        b"NRRD0004\ndimension: 3\nsizes: 8 6 3\nspacings: 3.2 3.2 1.5\nspace: 3D-right-handed\n"
+        b"endian: little\ntype: short\nencoding: gzip\n\n"
+        + gzip.compress(np.ascontiguousarray(data.transpose(2, 1, 0)).tobytes())
+    )
     assert np.array_equal(read_volume(attached, strict=False).data, data)
 
 
 def test_missing_orientation_warns(tmp_path):
     np.ascontiguousarray(chest_hu().transpose(2, 1, 0)).tofile(tmp_path / "d.raw")
-    (tmp_path / "plain.nhdr").write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 24 20 6\nspacings: 1 1 2\n"
-                                         "encoding: raw\nendian: little\ndata file: d.raw\n")
+    (tmp_path / "plain.nhdr").write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nsizes: 24 20 6\nspacings: 1 1 2\n"
+        "encoding: raw\nendian: little\ndata file: d.raw\n"
+    )
     assert "no orientation in the NRRD header" in read_volume(tmp_path / "plain.nhdr").meta.warnings[0]
-    (tmp_path / "plain.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 24 20 6\nElementSpacing = 1 1 2\n"
-                                        "ElementType = MET_SHORT\nElementDataFile = d.raw\n")
+    (tmp_path / "plain.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 24 20 6\nElementSpacing = 1 1 2\n"
+        "ElementType = MET_SHORT\nElementDataFile = d.raw\n"
+    )
     vol = read_volume(tmp_path / "plain.mhd")
     assert "no orientation in the MetaImage header" in vol.meta.warnings[0] and vol.axcodes == "LPS"
     assert np.array_equal(vol.data, chest_hu())

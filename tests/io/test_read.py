@@ -17,13 +17,23 @@ def test_detect_format(tmp_path):
     (tmp_path / "a.zip").write_bytes(b"PK\x03\x04rest")
     itk = [tmp_path / f"v{s}" for s in (".nrrd", ".NHDR", ".mha", ".mhd")]
     assert [detect_format(p) for p in (tmp_path / "dir", bare, nii, tmp_path / "a.zip", *itk)] == [
-        "dicom-folder", "dicom-file", "nifti", "zip", "itk", "itk", "itk", "itk"]
+        "dicom-folder",
+        "dicom-file",
+        "nifti",
+        "zip",
+        "itk",
+        "itk",
+        "itk",
+        "itk",
+    ]
     assert read_volume(bare).shape == (8, 6, 1)  # DICOM magic, no extension
 
 
 def test_unsupported_and_missing_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(InputError, match=r"scan\.png: unsupported file type: pass a \.nii/\.nii\.gz, \.nrrd/\.nhdr or \.mha"):
+    with pytest.raises(
+        InputError, match=r"scan\.png: unsupported file type: pass a \.nii/\.nii\.gz, \.nrrd/\.nhdr or \.mha"
+    ):
         read_volume(tmp_path / "scan.png")
     with pytest.raises(InputError, match="no such file or folder"):
         read_volume(tmp_path / "nope.nii.gz")

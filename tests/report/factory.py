@@ -60,16 +60,30 @@ def tiny_model_section(**overrides: Any) -> dict[str, Any]:
     return section
 
 
-def tiny_config(run_dir: Path, data_root: Path, tokenizer: Path | None, cache: Path | None, steps: int = 2,
-                **model: Any) -> TrainConfig:
+def tiny_config(
+    run_dir: Path, data_root: Path, tokenizer: Path | None, cache: Path | None, steps: int = 2, **model: Any
+) -> TrainConfig:
     """A report training config for the tiny dataset (``tokenizer`` None → text-only)."""
     section = tiny_model_section(**model)
     if tokenizer is None:
         section["visual"] = "none"
-    data = {"root": str(data_root), "tokenizer": str(tokenizer) if tokenizer else None,
-            "cache_dir": str(cache) if cache else None}
-    return TrainConfig(run_name=run_dir.name, output_dir=str(run_dir), steps=steps, batch_size=2, lr=1e-3,
-                       checkpoint_every=0, log_every=1, device="cpu", model=section, data=data)
+    data = {
+        "root": str(data_root),
+        "tokenizer": str(tokenizer) if tokenizer else None,
+        "cache_dir": str(cache) if cache else None,
+    }
+    return TrainConfig(
+        run_name=run_dir.name,
+        output_dir=str(run_dir),
+        steps=steps,
+        batch_size=2,
+        lr=1e-3,
+        checkpoint_every=0,
+        log_every=1,
+        device="cpu",
+        model=section,
+        data=data,
+    )
 
 
 _SHARED: dict[str, Path] = {}

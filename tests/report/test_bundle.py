@@ -79,7 +79,9 @@ def test_inference_settings_can_change_at_export_but_not_the_architecture(tmp_pa
     from ctvl.errors import ConfigError
 
     art = shared()
-    out = export_report_bundle(art["bundle"], tmp_path / "thr", model_overrides={"label_threshold": 0.2, "num_beams": 2})
+    out = export_report_bundle(
+        art["bundle"], tmp_path / "thr", model_overrides={"label_threshold": 0.2, "num_beams": 2}
+    )
     loaded = load_report_model(out)
     assert loaded.model.config.label_threshold == 0.2 and loaded.model.config.num_beams == 2
     with pytest.raises(ConfigError, match="only"):

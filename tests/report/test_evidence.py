@@ -32,16 +32,21 @@ def test_block_centre_follows_the_causal_frames():
     assert block_centre((slice(3, 4), slice(0, 1), slice(0, 1)), 1, 16, shape) == (3.0, 7.5, 7.5)  # slice-wise
 
 
-@pytest.mark.parametrize("affine", [
-    np.diag([-6.0, -6.0, 11.25, 1.0]),  # LPS, like the phantom
-    np.array([[0.0, 0.0, 5.0, 10.0], [-4.0, 0.0, 0.0, 20.0], [0.0, -4.5, 0.0, -30.0], [0, 0, 0, 1.0]]),  # permuted axes
-])
+@pytest.mark.parametrize(
+    "affine",
+    [
+        np.diag([-6.0, -6.0, 11.25, 1.0]),  # LPS, like the phantom
+        np.array(
+            [[0.0, 0.0, 5.0, 10.0], [-4.0, 0.0, 0.0, 20.0], [0.0, -4.5, 0.0, -30.0], [0, 0, 0, 1.0]]
+        ),  # permuted axes
+    ],
+)
 def test_model_voxel_maps_back_to_the_stored_voxel(affine):
     """A bright spot preprocessed onto the model grid comes back to (about) where it was stored."""
     shape = (60, 56, 30)
     data = np.full(shape, -1000.0, np.float32)
     where = (40, 15, 9)
-    data[where[0] - 1:where[0] + 2, where[1] - 1:where[1] + 2, where[2] - 1:where[2] + 2] = 1000.0
+    data[where[0] - 1 : where[0] + 2, where[1] - 1 : where[1] + 2, where[2] - 1 : where[2] + 2] = 1000.0
     spec = PreprocessSpec.cpu()
     x, state = spec.apply_with_state(Volume(data, affine))
     t, h, w = np.unravel_index(int(torch.argmax(x[0])), tuple(x.shape[1:]))
@@ -72,8 +77,7 @@ def test_drops_are_real_occlusions_and_evidence_lies_in_the_scan():
 
     cfg = loaded.tokenizer.model.config
     labels = list(CTRATE_LABELS[:3])
-    found = find_evidence(loaded.model, codes, state, labels, cfg.time_factor, cfg.space_factor,
-                          tuple(x.shape[2:]))
+    found = find_evidence(loaded.model, codes, state, labels, cfg.time_factor, cfg.space_factor, tuple(x.shape[2:]))
     assert set(found.voxels) == set(labels) and "occlusion" in found.method
     for name, ijk in found.voxels.items():
         assert all(0 <= v < n for v, n in zip(ijk, volume.shape))

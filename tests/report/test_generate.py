@@ -74,8 +74,10 @@ def test_repeats_are_dropped_and_contradictions_flagged(monkeypatch):
     """What the LM writes is post-processed per section: a repeated sentence goes, a clash is named."""
     loaded = load_report_model(shared()["bundle"])
     generator = ReportGenerator(loaded, labeler=_LABELER, max_new_tokens=4)
-    written = ("No pleural effusion was detected. Heart size is normal. No pleural effusion was detected.",
-               "Bilateral pleural effusion.")
+    written = (
+        "No pleural effusion was detected. Heart size is normal. No pleural effusion was detected.",
+        "Bilateral pleural effusion.",
+    )
     monkeypatch.setattr(loaded.text, "split_report", lambda ids: written)
     report = generator.report(load_record_volume(scan_ctrate(shared()["data"], split="valid").records[0]))
     assert report.findings == "No pleural effusion was detected. Heart size is normal."

@@ -14,8 +14,14 @@ from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.train.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-TEXTS = ["Heart size is normal.", "Cardiomegaly is present.", "No effusion.", "Bilateral pleural effusion.",
-         "Emphysema in both upper lobes.", "Normal."] * 4
+TEXTS = [
+    "Heart size is normal.",
+    "Cardiomegaly is present.",
+    "No effusion.",
+    "Bilateral pleural effusion.",
+    "Emphysema in both upper lobes.",
+    "Normal.",
+] * 4
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +31,12 @@ def text() -> ReportTextTokenizer:
 
 def tiny(text: ReportTextTokenizer, **kw) -> ReportModel:
     torch.manual_seed(0)
-    cfg = {"visual_dim": 4, "lm": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                   "max_position_embeddings": 256}, "max_new_tokens": 16, **kw}
+    cfg = {
+        "visual_dim": 4,
+        "lm": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 256},
+        "max_new_tokens": 16,
+        **kw,
+    }
     return ReportModel(ReportModelConfig.from_dict(cfg), text)
 
 
@@ -50,7 +60,7 @@ def test_left_padding_does_not_change_a_sample(text):
         both = model.lm(**_lm_inputs(model, codes, targets)).logits
         for b in range(2):
             alone = model.lm(**_lm_inputs(model, codes[b : b + 1], targets[b : b + 1])).logits[0]
-            assert torch.allclose(both[b, -alone.shape[0]:], alone, atol=1e-4)
+            assert torch.allclose(both[b, -alone.shape[0] :], alone, atol=1e-4)
 
 
 def _lm_inputs(model, codes, targets):
@@ -69,8 +79,11 @@ def test_loss_counts_only_report_tokens(text):
 
 def test_visual_tokens_steer_the_report_after_training(text):
     """Two scans, two reports: a few steps on the tiny model make greedy decoding tell them apart."""
-    model = tiny(text, reduction={"kind": "none"}, lm={"hidden_size": 32, "num_hidden_layers": 1,
-                                                       "num_attention_heads": 2, "max_position_embeddings": 128})
+    model = tiny(
+        text,
+        reduction={"kind": "none"},
+        lm={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 128},
+    )
     codes = [torch.ones(4, 1, 2, 2), -torch.ones(4, 1, 2, 2)]
     reports = [("Cardiomegaly is present.", "Cardiomegaly."), ("Heart size is normal.", "Normal.")]
     targets = [torch.tensor(text.target(*r)) for r in reports]
@@ -122,8 +135,15 @@ def test_diagnosis_prompt_sits_after_image_and_follows_the_states(text):
 
 def test_diagnosis_prompt_trains_with_ground_truth_and_steers_generation(text):
     """Same scan, two label sets: the report follows the diagnosis tokens it is given in training."""
-    model = tiny(text, conv_layers=1, conv_width=8, summary_token=True, label_prompt=True, aux_label_weight=0.1,
-                 lm={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 128})
+    model = tiny(
+        text,
+        conv_layers=1,
+        conv_width=8,
+        summary_token=True,
+        label_prompt=True,
+        aux_label_weight=0.1,
+        lm={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 128},
+    )
     codes = [torch.ones(4, 1, 2, 2)] * 2
     labels = torch.zeros(2, 18)
     labels[0, 2] = 1.0  # cardiomegaly
@@ -141,25 +161,53 @@ def test_diagnosis_prompt_trains_with_ground_truth_and_steers_generation(text):
         for b in range(2):
             prefix = model.prefixes(codes[:1], 1, labels[b : b + 1].long())[0]
             a = model.assemble(prefix)
-            ids = model.lm.generate(inputs_embeds=a.embeds, attention_mask=a.attention_mask, do_sample=False,
-                                    max_new_tokens=16, eos_token_id=text.eos_id, pad_token_id=text.pad_id)[0].tolist()
+            ids = model.lm.generate(
+                inputs_embeds=a.embeds,
+                attention_mask=a.attention_mask,
+                do_sample=False,
+                max_new_tokens=16,
+                eos_token_id=text.eos_id,
+                pad_token_id=text.pad_id,
+            )[0].tolist()
             assert text.split_report(ids[: ids.index(text.eos_id)] if text.eos_id in ids else ids) == reports[b]
 
 
 def test_gpt2_architecture(text):
-    model = tiny(text, lm={"arch": "gpt2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                           "max_position_embeddings": 128})
+    model = tiny(
+        text,
+        lm={
+            "arch": "gpt2",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 128,
+        },
+    )
     out = model([torch.randn(4, 1, 2, 2)], [torch.tensor(text.target("Normal.", "Normal."))])
     assert torch.isfinite(out["loss"])
     assert len(model.eval().generate([torch.randn(4, 1, 2, 2)], max_new_tokens=4)[0]) <= 4
 
 
-@pytest.mark.parametrize("bad", [{"visual": "image"}, {"lm": {"layers": 2}}, {"lm": {"arch": "t5"}},
-                                 {"num_beams": 0}, {"aux_label_weight": -1}, {"projector": 2},
-                                 {"label_prompt": True}, {"label_prompt": True, "visual": "none", "summary_token": True},
-                                 {"label_threshold": 1.0}, {"summary_token": True},
-                                 {"summary_token": True, "label_prompt": True, "aux_label_weight": 0.0},
-                                 {"lora": {"rank": 8}}, {"lora": {"r": 0}}, {"lora": {"dropout": 1.0}}, {"lora": 8}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"visual": "image"},
+        {"lm": {"layers": 2}},
+        {"lm": {"arch": "t5"}},
+        {"num_beams": 0},
+        {"aux_label_weight": -1},
+        {"projector": 2},
+        {"label_prompt": True},
+        {"label_prompt": True, "visual": "none", "summary_token": True},
+        {"label_threshold": 1.0},
+        {"summary_token": True},
+        {"summary_token": True, "label_prompt": True, "aux_label_weight": 0.0},
+        {"lora": {"rank": 8}},
+        {"lora": {"r": 0}},
+        {"lora": {"dropout": 1.0}},
+        {"lora": 8},
+    ],
+)
 def test_bad_model_configs(bad):
     with pytest.raises(ConfigError):
         ReportModelConfig.from_dict(bad)
@@ -177,11 +225,26 @@ def test_paper_config_builds_and_trains_one_step_at_reduced_size(tmp_path):
     assert raw.model["projector_hidden"] == 4096 and raw.model["lm"]["hidden_size"] == 4096
     assert raw.model["reduction"] == {"kind": "none"}
     assert raw.model["lora"]["r"] == 128 and raw.strategy == "fsdp" and raw.activation_checkpointing
-    small = ["model.lm.hidden_size=64", "model.lm.num_hidden_layers=1", "model.lm.num_attention_heads=4",
-             "model.lm.num_key_value_heads=2", "model.lm.intermediate_size=128", "model.lm.max_position_embeddings=1024",
-             "model.projector_hidden=256", "model.vocab_size=600", "model.lora.r=8", "steps=1", "batch_size=2", "micro_batch_size=1",
-             "precision=fp32", "device=cpu", f"output_dir={tmp_path / 'run'}", f"data.root={art['data']}",
-             f"data.tokenizer={art['tokenizer']}", f"data.cache_dir={art['root'] / 'cache'}"]
+    small = [
+        "model.lm.hidden_size=64",
+        "model.lm.num_hidden_layers=1",
+        "model.lm.num_attention_heads=4",
+        "model.lm.num_key_value_heads=2",
+        "model.lm.intermediate_size=128",
+        "model.lm.max_position_embeddings=1024",
+        "model.projector_hidden=256",
+        "model.vocab_size=600",
+        "model.lora.r=8",
+        "steps=1",
+        "batch_size=2",
+        "micro_batch_size=1",
+        "precision=fp32",
+        "device=cpu",
+        f"output_dir={tmp_path / 'run'}",
+        f"data.root={art['data']}",
+        f"data.tokenizer={art['tokenizer']}",
+        f"data.cache_dir={art['root'] / 'cache'}",
+    ]
     cfg = load_config(REPO / "configs" / "ctrate-paper-report.yaml", small)
     result = train(ReportTask(), cfg)
     record = read_metrics(result.metrics_path)[-1]
@@ -198,8 +261,14 @@ def test_any_local_hf_causal_lm_folder_plugs_in(tmp_path, text):
     plain = Tokenizer.from_str(text.backend.to_str())
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=plain, unk_token="<unk>", pad_token="<pad>")
     hf_tok.save_pretrained(tmp_path / "lm")
-    cfg = LlamaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=256)
+    cfg = LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
     LlamaForCausalLM(cfg).save_pretrained(tmp_path / "lm")
     hf_text = ReportTextTokenizer.from_pretrained_lm(tmp_path / "lm")
     assert hf_text.kind == "hf" and hf_text.to_dict() == {"kind": "hf", "source": str(tmp_path / "lm")}

@@ -8,7 +8,9 @@ import torch
 from ctvl.report.projector import MLPProjector, grid_coordinates, sincos_positions
 
 
-@pytest.mark.parametrize(("in_dim", "out_dim", "hidden", "layers"), [(12, 32, None, 2), (6, 16, 8, 3), (4, 10, None, 1)])
+@pytest.mark.parametrize(
+    ("in_dim", "out_dim", "hidden", "layers"), [(12, 32, None, 2), (6, 16, 8, 3), (4, 10, None, 1)]
+)
 def test_projector_shapes(in_dim, out_dim, hidden, layers):
     proj = MLPProjector(in_dim, out_dim, hidden, layers)
     assert proj(torch.randn(2, 5, in_dim)).shape == (2, 5, out_dim)

@@ -8,8 +8,10 @@ import pytest
 
 from ctvl.report.bundle import DEFAULT_BUNDLE, TOKENIZER_DIR, load_report_model
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_BUNDLE / "config.json").is_file(),
-                                reason="no shipped report bundle yet (python pipelines/train_report.py installs it)")
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_BUNDLE / "config.json").is_file(),
+    reason="no shipped report bundle yet (python pipelines/train_report.py installs it)",
+)
 
 
 def test_shipped_bundle_is_self_contained_and_records_its_evaluation():

@@ -32,7 +32,14 @@ def test_each_variant_trains_and_exports_what_inference_needs(tmp_path, variant)
     assert export["preprocessing"] == tok.spec.to_dict()  # the spec is stored with the model
     assert export["tokenizer"]["id"] == tok.tokenizer_id and export["tokenizer"]["kind"] == tok.kind
     assert export["model"]["visual_dim"] == tok.model.config.token_channels
-    assert set(export["training_data"]["geometry"]) == {"spacing_x", "spacing_y", "spacing_z", "fov_x", "fov_y", "fov_z"}
+    assert set(export["training_data"]["geometry"]) == {
+        "spacing_x",
+        "spacing_y",
+        "spacing_z",
+        "fov_x",
+        "fov_y",
+        "fov_z",
+    }
 
 
 def test_batches_are_deterministic_and_split_over_ranks_like_one_process(tmp_path):
@@ -48,7 +55,11 @@ def test_batches_are_deterministic_and_split_over_ranks_like_one_process(tmp_pat
     ranks = [next(iter(task.batches(cfg, r, 2, 0, start=0))) for r in range(2)]
     merged = [t.tolist() for b in ranks for t in b["targets"]]
     assert merged == [t.tolist() for t in one[0]["targets"]]
-    seen = {tuple(t.tolist()) for b in (next(iter(task.batches(cfg, 0, 1, 0, start=s))) for s in range(6)) for t in b["targets"]}
+    seen = {
+        tuple(t.tolist())
+        for b in (next(iter(task.batches(cfg, 0, 1, 0, start=s))) for s in range(6))
+        for t in b["targets"]
+    }
     assert len(seen) == 6  # one epoch of 6 scans visits every scan once
     selection = one[0]["codes"][0]  # the reduction is parameter-free: computed once per scan
     assert selection.tokens.shape == (16, 6) and selection.grid == (3, 4, 4) and one[0]["labels"].shape == (2, 18)
@@ -65,9 +76,13 @@ def test_config_errors(tmp_path):
     no_root.data.pop("root")
     with pytest.raises(ConfigError, match="data.root"):
         ReportTask().prepare(no_root)
-    short = tiny_config(tmp_path / "r", art["data"], art["tokenizer"], art["root"] / "cache",
-                        lm={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                            "max_position_embeddings": 32})
+    short = tiny_config(
+        tmp_path / "r",
+        art["data"],
+        art["tokenizer"],
+        art["root"] / "cache",
+        lm={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32},
+    )
     with pytest.raises(ConfigError, match="max_position_embeddings"):
         ReportTask().prepare(short)
     assert base.data["tokenizer"]

@@ -7,7 +7,15 @@ import pytest
 from ctvl.errors import ConfigError, InputError
 from ctvl.report.text_tokenizer import (
     drop_repeated_sentences,
-    BOS, EOS, FINDINGS, IMAGE_END, IMAGE_START, IMPRESSION, SPECIAL_TOKENS, ReportTextTokenizer, format_report,
+    BOS,
+    EOS,
+    FINDINGS,
+    IMAGE_END,
+    IMAGE_START,
+    IMPRESSION,
+    SPECIAL_TOKENS,
+    ReportTextTokenizer,
+    format_report,
 )
 
 REPORTS = [
@@ -72,8 +80,10 @@ def test_format_report():
 
 
 def test_drop_repeated_sentences_keeps_the_first_and_the_order():
-    text = ("A port catheter is present. Lungs are clear.  a port  catheter is present. "
-            "The nodule measures 8.5 mm. Lungs are clear!")
+    text = (
+        "A port catheter is present. Lungs are clear.  a port  catheter is present. "
+        "The nodule measures 8.5 mm. Lungs are clear!"
+    )
     assert drop_repeated_sentences(text) == (
         "A port catheter is present. Lungs are clear. The nodule measures 8.5 mm. Lungs are clear!"
     )  # "clear." and "clear!" differ in their end mark: both kept
@@ -81,4 +91,3 @@ def test_drop_repeated_sentences_keeps_the_first_and_the_order():
     assert drop_repeated_sentences("No effusion. No effusion.") == "No effusion."
     once = "Cardiac size is normal. No effusion."
     assert drop_repeated_sentences(once) == once
-

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TINY_MODEL = {"channels": [16, 32], "attention_levels": [False, True], "norm_num_groups": 8,
-              "num_head_channels": 16, "cross_attention_dim": 32}
+TINY_MODEL = {
+    "channels": [16, 32],
+    "attention_levels": [False, True],
+    "norm_num_groups": 8,
+    "num_head_channels": 16,
+    "cross_attention_dim": 32,
+}
 
 
 def tiny_generator_bundle(folder: Path, steps: int = 2) -> Path:
@@ -32,10 +37,16 @@ def tiny_generator_bundle(folder: Path, steps: int = 2) -> Path:
     data = tiny_dataset(folder / "data", train=6, valid=0)
     tokenizer = tiny_tokenizer_bundle(folder / "tokenizer")
     config = TrainConfig(
-        run_name="tiny-synthesis", output_dir=str(folder / "run"), steps=steps, batch_size=4, lr=1e-3,
-        checkpoint_every=0, log_every=1, device="cpu", model=dict(TINY_MODEL),
+        run_name="tiny-synthesis",
+        output_dir=str(folder / "run"),
+        steps=steps,
+        batch_size=4,
+        lr=1e-3,
+        checkpoint_every=0,
+        log_every=1,
+        device="cpu",
+        model=dict(TINY_MODEL),
         data={"root": str(data), "tokenizer": str(tokenizer), "cache_dir": str(folder / "cache")},
     )
     result = train(SynthesisTask(), config)
     return export_synthesis_bundle(result.run_dir, folder / "bundle")
-

@@ -47,8 +47,9 @@ def test_default_bundle_location_is_inside_the_package():
     assert torch.__version__  # the default bundle itself is tested in test_shipped.py when installed
 
 
-def test_a_failed_export_leaves_the_previous_bundle_whole(tiny_bundle: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch):
+def test_a_failed_export_leaves_the_previous_bundle_whole(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from ctvl.synthesis import export_synthesis_bundle
 
     tok = tiny_bundle / "tokenizer"

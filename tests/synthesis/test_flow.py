@@ -9,8 +9,14 @@ from ctvl.errors import InputError
 from ctvl.synthesis.flow import flow_loss, make_scheduler, sample, sample_times
 from ctvl.synthesis.model import LatentFlowGenerator, SynthesisConfig
 
-TINY = {"latent_channels": 4, "channels": [16, 32], "attention_levels": [False, True], "norm_num_groups": 8,
-        "num_head_channels": 16, "cross_attention_dim": 32}
+TINY = {
+    "latent_channels": 4,
+    "channels": [16, 32],
+    "attention_levels": [False, True],
+    "norm_num_groups": 8,
+    "num_head_channels": 16,
+    "cross_attention_dim": 32,
+}
 
 
 @pytest.fixture(scope="module")

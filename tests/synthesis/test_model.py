@@ -8,8 +8,14 @@ import torch
 from ctvl.errors import ConfigError
 from ctvl.synthesis.model import LatentFlowGenerator, SynthesisConfig
 
-TINY = {"latent_channels": 6, "channels": [16, 32], "attention_levels": [False, True], "norm_num_groups": 8,
-        "num_head_channels": 16, "cross_attention_dim": 32}
+TINY = {
+    "latent_channels": 6,
+    "channels": [16, 32],
+    "attention_levels": [False, True],
+    "norm_num_groups": 8,
+    "num_head_channels": 16,
+    "cross_attention_dim": 32,
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +26,15 @@ def model() -> LatentFlowGenerator:
 
 @pytest.mark.parametrize(
     "bad, match",
-    [({"nope": 1}, "unknown synthesis model key"), ({"attention_levels": [True]}, "same length"),
-     ({"norm_num_groups": 5}, "must divide"), ({"attention_levels": [False, False]}, "at least one"),
-     ({"p_uncond": 1.0}, "p_uncond"), ({"latents": "continuous"}, "latents"), ({"sample_method": "x"}, "sample_method")],
+    [
+        ({"nope": 1}, "unknown synthesis model key"),
+        ({"attention_levels": [True]}, "same length"),
+        ({"norm_num_groups": 5}, "must divide"),
+        ({"attention_levels": [False, False]}, "at least one"),
+        ({"p_uncond": 1.0}, "p_uncond"),
+        ({"latents": "continuous"}, "latents"),
+        ({"sample_method": "x"}, "sample_method"),
+    ],
 )
 def test_config_refuses_bad_values(bad, match):
     with pytest.raises(ConfigError, match=match):

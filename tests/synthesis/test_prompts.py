@@ -14,8 +14,10 @@ LABELS = [int(n in ("Pleural effusion", "Emphysema")) for n in CTRATE_LABELS]
 
 def fake_labels(sentence: str) -> list[int]:
     s = sentence.lower()
-    return [int((n == "Pleural effusion" and "effusion" in s) or (n == "Emphysema" and "emphysema" in s))
-            for n in CTRATE_LABELS]
+    return [
+        int((n == "Pleural effusion" and "effusion" in s) or (n == "Emphysema" and "emphysema" in s))
+        for n in CTRATE_LABELS
+    ]
 
 
 def test_split_sentences_drops_full_stops_and_blanks():
@@ -29,8 +31,9 @@ def test_label_phrase_names_positives_or_a_normal_study():
 
 
 def test_variants_name_every_finding():
-    variants = prompt_variants(FINDINGS, IMPRESSION, LABELS, rng=np.random.default_rng(0),
-                               sentence_labels=fake_labels, n_mixes=5)
+    variants = prompt_variants(
+        FINDINGS, IMPRESSION, LABELS, rng=np.random.default_rng(0), sentence_labels=fake_labels, n_mixes=5
+    )
     assert len(variants) == 3 + 5
     assert variants[:3] == [IMPRESSION, FINDINGS, "emphysema, pleural effusion"]
     for mix in variants[3:]:
@@ -38,15 +41,26 @@ def test_variants_name_every_finding():
 
 
 def test_variants_are_deterministic_per_seed_and_vary_across_seeds():
-    make = lambda s: prompt_variants(FINDINGS, IMPRESSION, LABELS, rng=np.random.default_rng(s),  # noqa: E731
-                                     sentence_labels=fake_labels)
+    make = lambda s: prompt_variants(
+        FINDINGS,
+        IMPRESSION,
+        LABELS,
+        rng=np.random.default_rng(s),  # noqa: E731
+        sentence_labels=fake_labels,
+    )
     assert make(1) == make(1)
     assert len({tuple(make(s)[3:]) for s in range(6)}) > 1
 
 
 def test_normal_scan_mixes_state_a_normal_study():
-    variants = prompt_variants("Heart size is normal.", "No significant abnormality.", [0] * 18,
-                               rng=np.random.default_rng(0), sentence_labels=fake_labels, n_mixes=4)
+    variants = prompt_variants(
+        "Heart size is normal.",
+        "No significant abnormality.",
+        [0] * 18,
+        rng=np.random.default_rng(0),
+        sentence_labels=fake_labels,
+        n_mixes=4,
+    )
     for mix in variants[3:]:
         assert any(p.lower() in mix.lower() for p in NORMAL_PHRASES)
 

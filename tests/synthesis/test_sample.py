@@ -59,8 +59,9 @@ def test_odd_depth_is_rounded_with_a_warning(tiny_gen):
     assert synthesize(tiny_gen, PROMPT, steps=1, depth=9).volumes[0].shape[2] == 9  # shorter than trained
 
 
-@pytest.mark.parametrize("kw, match", [({"steps": 0}, "--steps"), ({"guidance": -0.5}, "--guidance"),
-                                       ({"n": 0}, "--n")])
+@pytest.mark.parametrize(
+    "kw, match", [({"steps": 0}, "--steps"), ({"guidance": -0.5}, "--guidance"), ({"n": 0}, "--n")]
+)
 def test_bad_settings_are_one_line_errors(tiny_gen, kw, match):
     with pytest.raises(InputError, match=match):
         synthesize(tiny_gen, PROMPT, **kw)

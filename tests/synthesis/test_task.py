@@ -19,15 +19,30 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("synthesis-task")
-    return {"root": root, "data": tiny_dataset(root / "data", train=6, valid=0),
-            "tokenizer": tiny_tokenizer_bundle(root / "tokenizer")}
+    return {
+        "root": root,
+        "data": tiny_dataset(root / "data", train=6, valid=0),
+        "tokenizer": tiny_tokenizer_bundle(root / "tokenizer"),
+    }
 
 
 def config(parts: dict[str, Path], name: str, **kw) -> TrainConfig:
-    base = dict(run_name=name, output_dir=str(parts["root"] / name), steps=2, batch_size=4, lr=1e-3,
-                checkpoint_every=0, log_every=1, device="cpu", model={**TINY_MODEL, "prefix_prob": 0.5},
-                data={"root": str(parts["data"]), "tokenizer": str(parts["tokenizer"]),
-                      "cache_dir": str(parts["root"] / "cache")})
+    base = dict(
+        run_name=name,
+        output_dir=str(parts["root"] / name),
+        steps=2,
+        batch_size=4,
+        lr=1e-3,
+        checkpoint_every=0,
+        log_every=1,
+        device="cpu",
+        model={**TINY_MODEL, "prefix_prob": 0.5},
+        data={
+            "root": str(parts["data"]),
+            "tokenizer": str(parts["tokenizer"]),
+            "cache_dir": str(parts["root"] / "cache"),
+        },
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -86,12 +101,24 @@ def test_unknown_data_key_is_refused(parts):
 @pytest.mark.parametrize("name", ["phantom-cpu-synthesis", "ctrate-paper-synthesis"])
 def test_shipped_configs_build_and_take_a_step_at_reduced_size(parts, name):
     """Both recipes go through the same code: the paper's 4-level UNet, 2 ResBlocks, accumulation."""
-    small = {"model.channels": "[16,32,32,32]" if name.startswith("ctrate") else "[16,32,32]",
-             "model.norm_num_groups": "8", "model.num_head_channels": "16", "model.cross_attention_dim": "32"}
+    small = {
+        "model.channels": "[16,32,32,32]" if name.startswith("ctrate") else "[16,32,32]",
+        "model.norm_num_groups": "8",
+        "model.num_head_channels": "16",
+        "model.cross_attention_dim": "32",
+    }
     overrides = [f"{k}={v}" for k, v in small.items()] + [
-        f"output_dir={parts['root'] / name}", "steps=1", "batch_size=2", "micro_batch_size=1", "device=cpu",
-        "checkpoint_every=0", "precision=fp32", f"data.root={parts['data']}", f"data.tokenizer={parts['tokenizer']}",
-        f"data.cache_dir={parts['root'] / 'cache'}"]
+        f"output_dir={parts['root'] / name}",
+        "steps=1",
+        "batch_size=2",
+        "micro_batch_size=1",
+        "device=cpu",
+        "checkpoint_every=0",
+        "precision=fp32",
+        f"data.root={parts['data']}",
+        f"data.tokenizer={parts['tokenizer']}",
+        f"data.cache_dir={parts['root'] / 'cache'}",
+    ]
     cfg = load_config(REPO / "configs" / f"{name}.yaml", overrides)
     full = load_config(REPO / "configs" / f"{name}.yaml")
     assert cfg.model["attention_levels"] == full.model["attention_levels"]

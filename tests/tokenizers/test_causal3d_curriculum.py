@@ -59,10 +59,14 @@ def test_patch_crop_prefers_tissue() -> None:
     g = torch.Generator().manual_seed(0)
     crop = patch_crop(x, (8, 8), g, -0.9, 0.25)
     assert crop.shape == (1, 3, 8, 8)
-    shares = [float((patch_crop(x, (8, 8), torch.Generator().manual_seed(s), -0.9, 0.25) > -0.9).float().mean())
-              for s in range(20)]
-    blind = [float((patch_crop(x, (8, 8), torch.Generator().manual_seed(s), -0.9, 0.0) > -0.9).float().mean())
-             for s in range(20)]
+    shares = [
+        float((patch_crop(x, (8, 8), torch.Generator().manual_seed(s), -0.9, 0.25) > -0.9).float().mean())
+        for s in range(20)
+    ]
+    blind = [
+        float((patch_crop(x, (8, 8), torch.Generator().manual_seed(s), -0.9, 0.0) > -0.9).float().mean())
+        for s in range(20)
+    ]
     assert sum(shares) / 20 > 2 * sum(blind) / 20  # tries until the patch holds tissue
     assert patch_crop(x, None, g, -0.9, 0.25) is x
     assert patch_crop(x, (64, 64), g, -0.9, 0.25).shape == x.shape  # a patch larger than the plane: the plane

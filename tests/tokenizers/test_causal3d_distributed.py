@@ -24,9 +24,15 @@ from ctvl.train.rng import seed_everything
 from tests.ranks import run_ranks
 
 SPEC = {"preset": "cpu", "size": [32, 32], "depth": 17, "spacing": [11.25, 11.25, 22.5]}
-MODEL = {"filters": 4, "channel_mult": [1, 2, 2], "num_res_blocks": 1, "token_channels": 4, "quantizer": "lfq",
-         "quantizer_kwargs": {"entropy_anneal_steps": 4},
-         "loss": {"adversarial_weight": 0.1, "adversarial_start": 0, "disc_channels": 4, "lecam_weight": 0.01}}
+MODEL = {
+    "filters": 4,
+    "channel_mult": [1, 2, 2],
+    "num_res_blocks": 1,
+    "token_channels": 4,
+    "quantizer": "lfq",
+    "quantizer_kwargs": {"entropy_anneal_steps": 4},
+    "loss": {"adversarial_weight": 0.1, "adversarial_start": 0, "disc_channels": 4, "lecam_weight": 0.01},
+}
 BATCH = 4
 
 
@@ -34,8 +40,16 @@ BATCH = 4
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("phantoms")
     write_dataset(root, 4, 0, split="train", shape=(32, 32, 17))
-    cfg = {"steps": 2, "batch_size": BATCH, "lr": 1e-3, "log_every": 1, "checkpoint_every": 0, "device": "cpu",
-           "model": MODEL, "data": {"root": str(root), "preprocessing": SPEC, "stage": 1}}
+    cfg = {
+        "steps": 2,
+        "batch_size": BATCH,
+        "lr": 1e-3,
+        "log_every": 1,
+        "checkpoint_every": 0,
+        "device": "cpu",
+        "model": MODEL,
+        "data": {"root": str(root), "preprocessing": SPEC, "stage": 1},
+    }
     path = root / "tok.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
@@ -75,8 +89,11 @@ def step_gradients(config: str, micro: int, hooks: bool = True) -> dict[str, Any
             for g in [*grads.values(), loss_t]:
                 torch.distributed.all_reduce(g)
                 g /= ctx.world_size
-        return {"grads": {k: g.clone() for k, g in grads.items()}, "loss": float(loss_t),
-                "anchors": (float(disc.lecam_real), float(disc.lecam_fake))}
+        return {
+            "grads": {k: g.clone() for k, g in grads.items()},
+            "loss": float(loss_t),
+            "anchors": (float(disc.lecam_real), float(disc.lecam_fake)),
+        }
     finally:
         shutdown(ctx)
 

@@ -35,8 +35,9 @@ from ctvl.tokenizers.causal3d.inference import (
 )
 from ctvl.train import save_bundle
 
-SPEC = PreprocessSpec.from_dict({**PreprocessSpec.cpu().to_dict(), "size": [32, 32], "depth": 17,
-                                 "spacing": [11.25, 11.25, 22.5]})
+SPEC = PreprocessSpec.from_dict(
+    {**PreprocessSpec.cpu().to_dict(), "size": [32, 32], "depth": 17, "spacing": [11.25, 11.25, 22.5]}
+)
 
 
 def make_bundle(folder: Path, seed: int = 0, spec: PreprocessSpec = SPEC) -> Path:
@@ -144,8 +145,10 @@ def test_bad_bundles_and_token_files(bundle: Path, tmp_path: Path) -> None:
         load_tokens(tmp_path / "none.safetensors")
 
 
-@pytest.mark.skipif(not (PHANTOM_BUNDLE / "weights.safetensors").exists(), reason="the phantom bundle is not built "
-                    "yet (python pipelines/train_tokenizer.py)")
+@pytest.mark.skipif(
+    not (PHANTOM_BUNDLE / "weights.safetensors").exists(),
+    reason="the phantom bundle is not built yet (python pipelines/train_tokenizer.py)",
+)
 def test_phantom_bundle_reconstructs_a_held_out_phantom() -> None:
     assert (PHANTOM_BUNDLE / "weights.safetensors").stat().st_size < 6 * 2**20  # small enough to ship
     assert (PHANTOM_BUNDLE / "MODEL_CARD.md").is_file()
@@ -157,8 +160,10 @@ def test_phantom_bundle_reconstructs_a_held_out_phantom() -> None:
     assert recon_metrics(result.model_input, result.model_recon)["psnr"] > 25
 
 
-@pytest.mark.skipif(not (DEFAULT_BUNDLE / "weights.safetensors").exists(), reason="the real-CT bundle is not built "
-                    "yet (python pipelines/train_realct_tokenizer.py)")
+@pytest.mark.skipif(
+    not (DEFAULT_BUNDLE / "weights.safetensors").exists(),
+    reason="the real-CT bundle is not built yet (python pipelines/train_realct_tokenizer.py)",
+)
 def test_default_bundle_is_the_realct_one_at_1p5mm() -> None:
     assert DEFAULT_BUNDLE == REALCT_BUNDLE and SHIPPED["realct"] == DEFAULT_BUNDLE
     assert (DEFAULT_BUNDLE / "weights.safetensors").stat().st_size < 6 * 2**20

@@ -19,8 +19,14 @@ from ctvl.train import load_checkpoint, load_config, read_metrics, run_training
 REPO = Path(__file__).resolve().parents[2]
 # 32 x 32 x 17 at 11.25 x 11.25 x 22.5 mm: the CPU preset's field of view on a smaller grid
 TINY_SPEC = {"preset": "cpu", "size": [32, 32], "depth": 17, "spacing": [11.25, 11.25, 22.5]}
-TINY_MODEL = {"filters": 4, "channel_mult": [1, 2, 2], "num_res_blocks": 1, "token_channels": 4,
-              "quantizer": "lfq", "quantizer_kwargs": {"entropy_anneal_steps": 4}}
+TINY_MODEL = {
+    "filters": 4,
+    "channel_mult": [1, 2, 2],
+    "num_res_blocks": 1,
+    "token_channels": 4,
+    "quantizer": "lfq",
+    "quantizer_kwargs": {"entropy_anneal_steps": 4},
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +40,25 @@ def write_config(path: Path, phantoms: Path, stage: int, **top: object) -> Path:
     data = {"root": str(phantoms), "preprocessing": TINY_SPEC, "stage": stage}
     data.update(top.pop("data", {}))  # type: ignore[arg-type]
     model = {**TINY_MODEL, **top.pop("model", {})}  # type: ignore[dict-item]
-    cfg = {"steps": 2, "batch_size": 2, "lr": 1e-3, "log_every": 1, "checkpoint_every": 0,
-           "output_dir": str(path.with_suffix("")), "model": model, "data": data, **top}
+    cfg = {
+        "steps": 2,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "log_every": 1,
+        "checkpoint_every": 0,
+        "output_dir": str(path.with_suffix("")),
+        "model": model,
+        "data": data,
+        **top,
+    }
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def test_model_section_and_spec_parsing() -> None:
-    sec = parse_model_section({"kind": "slicewise", "match_depth": 33, **TINY_MODEL, "token_channels": 12,
-                               "loss": {"ssim_weight": 0.5}})
+    sec = parse_model_section(
+        {"kind": "slicewise", "match_depth": 33, **TINY_MODEL, "token_channels": 12, "loss": {"ssim_weight": 0.5}}
+    )
     assert sec.kind == "slicewise" and not sec.config.temporal and sec.base is not None
     assert sec.loss.ssim_weight == 0.5 and sec.loss.l1_weight == 5.0
     v3, v2 = latent_values(sec.base, (33, 64, 64)), latent_values(sec.config, (33, 64, 64))
@@ -91,15 +107,18 @@ def test_curriculum_stages_chain(phantoms: Path, tmp_path: Path) -> None:
     assert c1["task"]["stage"] == 1 and c1["task"]["preprocessing"] == parse_spec(TINY_SPEC).to_dict()
     assert {"psnr", "psnr_single", "l1", "ssim", "aux"} <= set(read_metrics(r1.metrics_path)[-1]["metrics"])
     # stage 2 starts from stage 1 (a vanishing lr keeps the weights where stage 1 left them)
-    r2 = run_training(TokenizerTask(2), write_config(tmp_path / "s2.yaml", phantoms, 2, init_from=str(r1.run_dir),
-                                                     lr=1e-9, min_lr=0.0))
+    r2 = run_training(
+        TokenizerTask(2),
+        write_config(tmp_path / "s2.yaml", phantoms, 2, init_from=str(r1.run_dir), lr=1e-9, min_lr=0.0),
+    )
     s2, c2 = load_checkpoint(r2.run_dir)
     assert c2["task"]["encode_mode"] == "windowed" and c2["task"]["stage_name"] == "overlapping-window tiling"
     for key in s1:
         torch.testing.assert_close(s2[key].float(), s1[key].float(), rtol=0, atol=1e-5, msg=key)
     # stage 3: encoder and quantizer frozen, decoder trained
-    r3 = run_training(TokenizerTask(3), write_config(tmp_path / "s3.yaml", phantoms, 3, init_from=str(r2.run_dir),
-                                                     lr=1e-2))
+    r3 = run_training(
+        TokenizerTask(3), write_config(tmp_path / "s3.yaml", phantoms, 3, init_from=str(r2.run_dir), lr=1e-2)
+    )
     s3, c3 = load_checkpoint(r3.run_dir)
     assert c3["task"]["stage"] == 3
     frozen = [k for k in s2 if k.startswith(("encoder.", "quantizer."))]
@@ -129,8 +148,11 @@ def test_stage_mismatch_and_baseline(phantoms: Path, tmp_path: Path) -> None:
         run_training(TokenizerTask(2), write_config(tmp_path / "b2.yaml", phantoms, 2, model={"kind": "slicewise"}))
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*tokenizer*.yaml"))
-                         + ["phantom-cpu-slicewise.yaml", "realct-cpu-slicewise.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in (REPO / "configs").glob("*tokenizer*.yaml"))
+    + ["phantom-cpu-slicewise.yaml", "realct-cpu-slicewise.yaml"],
+)
 def test_shipped_configs_are_valid(name: str) -> None:
     cfg = load_config(REPO / "configs" / name)
     task = TokenizerTask(None)
@@ -150,8 +172,16 @@ def test_paper_config_runs_a_step_at_reduced_size(phantoms: Path, tmp_path: Path
     raw = yaml.safe_load((REPO / "configs" / "ctrate-paper-tokenizer-s1.yaml").read_text())
     raw["data"]["preprocessing"] = {"preset": "paper", "size": [64, 64], "depth": 9, "spacing": [6.0, 6.0, 22.5]}
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(raw))  # the paper recipe, reduced to 9 x 64 x 64
-    cfg = load_config(tmp_path / "paper.yaml", [f"data.root={phantoms}", "data.singles=1", "batch_size=1",
-                                                "micro_batch_size=1", f"data.cache_dir={tmp_path / 'cache'}"])
+    cfg = load_config(
+        tmp_path / "paper.yaml",
+        [
+            f"data.root={phantoms}",
+            "data.singles=1",
+            "batch_size=1",
+            "micro_batch_size=1",
+            f"data.cache_dir={tmp_path / 'cache'}",
+        ],
+    )
     task = TokenizerTask(1)
     torch.manual_seed(0)
     model = task.build_model(cfg)

@@ -39,8 +39,14 @@ def small_config(**overrides) -> TiTokConfig:
 @pytest.mark.parametrize("kind,kwargs,index_tail", QUANTIZED, ids=[str(q[0]) for q in QUANTIZED])
 def test_titok_shapes(spatial_dims, image_size, patch_size, kind, kwargs, index_tail):
     torch.manual_seed(0)
-    cfg = small_config(spatial_dims=spatial_dims, image_size=image_size, patch_size=patch_size, quantizer=kind,
-                       quantizer_kwargs=kwargs, token_drop="nested")
+    cfg = small_config(
+        spatial_dims=spatial_dims,
+        image_size=image_size,
+        patch_size=patch_size,
+        quantizer=kind,
+        quantizer_kwargs=kwargs,
+        token_drop="nested",
+    )
     model = TiTok1D(cfg)
     size = (image_size,) * spatial_dims if isinstance(image_size, int) else image_size
     x = torch.randn(3, 1, *size, requires_grad=True)

@@ -28,8 +28,18 @@ def test_nested_dropout_training_gives_a_falling_error_curve():
     gen = torch.Generator().manual_seed(0)
     train, test = smooth_fields(512, 16, gen), smooth_fields(128, 16, gen)
     cfg = TiTokConfig(
-        spatial_dims=2, image_size=16, patch_size=4, width=32, encoder_depth=1, decoder_depth=1, heads=2,
-        num_latent_tokens=8, token_dim=4, quantizer=None, token_drop="nested", causal_latents=True,
+        spatial_dims=2,
+        image_size=16,
+        patch_size=4,
+        width=32,
+        encoder_depth=1,
+        decoder_depth=1,
+        heads=2,
+        num_latent_tokens=8,
+        token_dim=4,
+        quantizer=None,
+        token_drop="nested",
+        causal_latents=True,
     )
     model = TiTok1D(cfg)
     before = error_vs_kept(model, test, [8])[0]["mse"]

@@ -144,11 +144,14 @@ def test_split_budget_sums_respects_capacity_and_proportion():
     assert budget.tolist() == [1, 1, 1]
 
 
-@pytest.mark.parametrize("spatial_dims,spatial,factor,grid", [
-    (1, (8,), 2, (4,)),
-    (2, (4, 6), (2, 3), (2, 2)),
-    (3, (2, 4, 4), 2, (1, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "spatial_dims,spatial,factor,grid",
+    [
+        (1, (8,), 2, (4,)),
+        (2, (4, 6), (2, 3), (2, 2)),
+        (3, (2, 4, 4), 2, (1, 2, 2)),
+    ],
+)
 def test_tokenpacker_shapes_and_region_locality(spatial_dims, spatial, factor, grid):
     torch.manual_seed(0)
     packer = TokenPacker(spatial_dims, dim=8, out_dim=12, factor=factor, heads=2).eval()

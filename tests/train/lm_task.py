@@ -26,8 +26,17 @@ class TinyLMTask(TrainTask):
     def build_model(self, cfg: TrainConfig) -> nn.Module:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        lm = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                          num_attention_heads=4, max_position_embeddings=LENGTH, tie_word_embeddings=True))
+        lm = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=LENGTH,
+                tie_word_embeddings=True,
+            )
+        )
         lora = cfg.model.get("lora")
         return apply_lora(lm, lora_settings(lora)) if lora is not None else lm
 
@@ -37,8 +46,10 @@ class TinyLMTask(TrainTask):
     def batches(self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0) -> Iterator[Any]:
         micro = start
         while True:
-            rows = [torch.randint(0, VOCAB, (LENGTH,), generator=torch.Generator().manual_seed(derive_seed(seed, i)))
-                    for i in sample_indices(cfg, rank, world_size, micro)]
+            rows = [
+                torch.randint(0, VOCAB, (LENGTH,), generator=torch.Generator().manual_seed(derive_seed(seed, i)))
+                for i in sample_indices(cfg, rank, world_size, micro)
+            ]
             yield {"ids": torch.stack(rows)}  # (B, L)
             micro += 1
 

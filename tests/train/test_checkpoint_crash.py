@@ -60,8 +60,7 @@ def test_killed_resave_keeps_the_previous_checkpoint_and_resume_works(tmp_path: 
         train(TinyTask(), make_cfg(folder, steps=3, checkpoint_every=3, log_every=1))
     before = read_checkpoint(run / "checkpoints" / step_dir_name(3))[0]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(run), moment], cwd=REPO, env=env,
-                          capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(run), moment], cwd=REPO, env=env, capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert hidden(run)  # the killed writer left its temporaries (and, mid-swap, the old folder aside)
 

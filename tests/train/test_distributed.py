@@ -55,17 +55,39 @@ def test_cuda_request_without_gpu() -> None:
 
 @pytest.mark.slow  # three Python processes import torch (about 12 s on two idle cores)
 def test_two_process_ddp_equals_single_process(tmp_path: Path) -> None:
-    config = {"steps": 6, "batch_size": 8, "micro_batch_size": 2, "lr": 1e-2, "warmup_steps": 2, "min_lr": 1e-4,
-              "grad_clip": 0.5, "ema_decay": 0.8, "checkpoint_every": 3, "log_every": 2, "device": "cpu",
-              "model": {"critic": True}}  # 2 ranks x 2 micro-steps x 2 = 8 = 1 rank x 4 micro-steps x 2
+    config = {
+        "steps": 6,
+        "batch_size": 8,
+        "micro_batch_size": 2,
+        "lr": 1e-2,
+        "warmup_steps": 2,
+        "min_lr": 1e-4,
+        "grad_clip": 0.5,
+        "ema_decay": 0.8,
+        "checkpoint_every": 3,
+        "log_every": 2,
+        "device": "cpu",
+        "model": {"critic": True},
+    }  # 2 ranks x 2 micro-steps x 2 = 8 = 1 rank x 4 micro-steps x 2
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tests.train.tiny_task", "--config", str(path), f"output_dir={ddp_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "tests.train.tiny_task",
+        "--config",
+        str(path),
+        f"output_dir={ddp_dir}",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("done step=6 start=0 world=2") == 2  # both ranks finished

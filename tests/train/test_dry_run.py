@@ -39,19 +39,31 @@ def test_counts_equal_a_real_build_and_memory_follows_the_strategy() -> None:
 
 
 def test_lm_activations_shrink_with_checkpointing() -> None:
-    kw = dict(layers=32, hidden=4096, kv_hidden=1024, intermediate=14336, vocab=32000, tokens=33280, batch=1,
-              value_bytes=2, lora_dropout=False)
+    kw = dict(
+        layers=32,
+        hidden=4096,
+        kv_hidden=1024,
+        intermediate=14336,
+        vocab=32000,
+        tokens=33280,
+        batch=1,
+        value_bytes=2,
+        lora_dropout=False,
+    )
     full, ckpt = lm_activation_bytes(checkpointing=False, **kw), lm_activation_bytes(checkpointing=True, **kw)
     logits = 33280 * 32000 * 6
     assert ckpt < full / 5 and ckpt > logits  # 32 layer inputs + one layer + the logits
     assert full - logits == 32 * 33280 * (6 * 4096 + 2 * 1024 + 4 * 14336) * 2
 
 
-@pytest.mark.parametrize("command,config,total_b", [
-    (["train", "report"], "ctrate-paper-report.yaml", (7.0, 8.5)),
-    (["train", "tokenizer"], "ctrate-paper-tokenizer-s1.yaml", (0.05, 0.5)),
-    (["train", "synthesis"], "ctrate-paper-synthesis.yaml", (0.1, 1.0)),
-])
+@pytest.mark.parametrize(
+    "command,config,total_b",
+    [
+        (["train", "report"], "ctrate-paper-report.yaml", (7.0, 8.5)),
+        (["train", "tokenizer"], "ctrate-paper-tokenizer-s1.yaml", (0.05, 0.5)),
+        (["train", "synthesis"], "ctrate-paper-synthesis.yaml", (0.1, 1.0)),
+    ],
+)
 def test_paper_configs_dry_run(command: list[str], config: str, total_b: tuple[float, float], capsys) -> None:
     assert main([*command, "--config", str(REPO / "configs" / config), "--dry-run", "--gpus", "8", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -59,13 +71,40 @@ def test_paper_configs_dry_run(command: list[str], config: str, total_b: tuple[f
     if command[1] == "report":  # LoRA + FSDP + checkpointing: fits an 80 GB GPU, the plain recipe would not
         assert out["strategy"] == "fsdp" and out["parameters"]["trainable"] < 0.1 * out["parameters"]["total"]
         assert out["activations_estimated"] and out["per_gpu_gib"] < 70
-        assert main([*command, "--config", str(REPO / "configs" / config), "--dry-run", "--gpus", "8", "--json",
-                     "strategy=ddp", "activation_checkpointing=false", "model.lora=null"]) == 0
+        assert (
+            main(
+                [
+                    *command,
+                    "--config",
+                    str(REPO / "configs" / config),
+                    "--dry-run",
+                    "--gpus",
+                    "8",
+                    "--json",
+                    "strategy=ddp",
+                    "activation_checkpointing=false",
+                    "model.lora=null",
+                ]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out)["per_gpu_gib"] > 200
 
 
 def test_dry_run_bad_gpus_is_one_line(capsys) -> None:
-    assert main(["train", "report", "--config", str(REPO / "configs" / "ctrate-paper-report.yaml"), "--dry-run",
-                 "--gpus", "0"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "report",
+                "--config",
+                str(REPO / "configs" / "ctrate-paper-report.yaml"),
+                "--dry-run",
+                "--gpus",
+                "0",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1

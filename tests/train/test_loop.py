@@ -25,8 +25,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 def make_cfg(run_dir: Path, **fields: Any) -> TrainConfig:
     base: dict[str, Any] = {
-        "run_name": run_dir.name, "output_dir": str(run_dir), "steps": 6, "batch_size": 8, "micro_batch_size": 4,
-        "lr": 1e-2, "warmup_steps": 2, "min_lr": 1e-4, "checkpoint_every": 3, "keep_last": 5, "log_every": 2,
+        "run_name": run_dir.name,
+        "output_dir": str(run_dir),
+        "steps": 6,
+        "batch_size": 8,
+        "micro_batch_size": 4,
+        "lr": 1e-2,
+        "warmup_steps": 2,
+        "min_lr": 1e-4,
+        "checkpoint_every": 3,
+        "keep_last": 5,
+        "log_every": 2,
         "device": "cpu",
     }
     base.update(fields)
@@ -47,8 +56,17 @@ def assert_same_weights(a: dict[str, dict[str, torch.Tensor]], b: dict[str, dict
 
 def test_training_learns_logs_and_checkpoints(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    cfg = make_cfg(run, steps=40, lr=3e-2, log_every=10, checkpoint_every=20, keep_last=1, ema_decay=0.9,
-                   weight_decay=0.01, model={"critic": True})
+    cfg = make_cfg(
+        run,
+        steps=40,
+        lr=3e-2,
+        log_every=10,
+        checkpoint_every=20,
+        keep_last=1,
+        ema_decay=0.9,
+        weight_decay=0.01,
+        model={"critic": True},
+    )
     result = train(TinyTask(), cfg)
     assert (result.step, result.start_step, result.world_size, result.precision) == (40, 0, 1, "fp32")
     assert result.checkpoint == run / "checkpoints" / "step-00000040"
@@ -108,8 +126,9 @@ def test_existing_run_needs_resume_and_finished_run_is_kept(tmp_path: Path) -> N
 def test_init_from_and_frozen_parameters(tmp_path: Path) -> None:
     first = train(TinyTask(), make_cfg(tmp_path / "stage1", steps=4))
     stage1 = load_checkpoint(first.run_dir, weights="model")[0]
-    second = train(TinyTask(), make_cfg(tmp_path / "stage2", steps=4, init_from=str(first.run_dir),
-                                         model={"freeze_first": True}))
+    second = train(
+        TinyTask(), make_cfg(tmp_path / "stage2", steps=4, init_from=str(first.run_dir), model={"freeze_first": True})
+    )
     stage2 = load_checkpoint(second.run_dir, weights="model")[0]
     torch.testing.assert_close(stage2["0.weight"], stage1["0.weight"])  # frozen, loaded from stage 1
     torch.testing.assert_close(stage2["0.bias"], stage1["0.bias"])
@@ -125,8 +144,19 @@ def test_diverging_loss_is_reported(tmp_path: Path) -> None:
 
 def test_run_training_from_yaml_with_overrides(tmp_path: Path) -> None:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "y"), "steps": 50, "batch_size": 4, "log_every": 1,
-                                    "device": "cpu", "model": {"hidden": 8}}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "output_dir": str(tmp_path / "y"),
+                "steps": 50,
+                "batch_size": 4,
+                "log_every": 1,
+                "device": "cpu",
+                "model": {"hidden": 8},
+            }
+        ),
+        encoding="utf-8",
+    )
     result = run_training(TinyTask(), path, ["steps=2", "model.hidden=4", "checkpoint_every=0"])
     assert result.step == 2 and [s for s, _ in list_checkpoints(result.run_dir)] == [2]
     config = load_checkpoint(result.run_dir)[1]
@@ -137,14 +167,31 @@ def test_run_training_from_yaml_with_overrides(tmp_path: Path) -> None:
 
 def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     run = tmp_path / "killed"
-    config = {"output_dir": str(run), "steps": 40, "batch_size": 4, "micro_batch_size": 2, "lr": 1e-2,
-              "warmup_steps": 3, "checkpoint_every": 5, "keep_last": 20, "log_every": 5, "ema_decay": 0.9,
-              "device": "cpu", "model": {"dropout": 0.2}, "data": {"sleep": 0.05}}
+    config = {
+        "output_dir": str(run),
+        "steps": 40,
+        "batch_size": 4,
+        "micro_batch_size": 2,
+        "lr": 1e-2,
+        "warmup_steps": 3,
+        "checkpoint_every": 5,
+        "keep_last": 20,
+        "log_every": 5,
+        "ema_decay": 0.9,
+        "device": "cpu",
+        "model": {"dropout": 0.2},
+        "data": {"sleep": 0.05},
+    }
     path = tmp_path / "kill.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.train.tiny_task", "--config", str(path)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.train.tiny_task", "--config", str(path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     try:
         while not any(s >= 10 for s, _ in list_checkpoints(run)):

@@ -23,8 +23,19 @@ LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "train_embeddings": True}
 
 def _config(tmp_path: Path, **extra: object) -> Path:
     # min_lr = lr: a constant schedule, so a run of 2 steps resumed to 3 equals a run of 3
-    raw = {"steps": 3, "batch_size": 4, "micro_batch_size": 1, "lr": 1e-2, "min_lr": 1e-2, "grad_clip": 1.0, "checkpoint_every": 1,
-           "log_every": 1, "device": "cpu", "model": {"lora": LORA}, **extra}
+    raw = {
+        "steps": 3,
+        "batch_size": 4,
+        "micro_batch_size": 1,
+        "lr": 1e-2,
+        "min_lr": 1e-2,
+        "grad_clip": 1.0,
+        "checkpoint_every": 1,
+        "log_every": 1,
+        "device": "cpu",
+        "model": {"lora": LORA},
+        **extra,
+    }
     path = tmp_path / "lm.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path

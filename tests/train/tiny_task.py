@@ -57,7 +57,9 @@ class TinyTask(TrainTask):
         self.cfg = cfg
         hidden = int(cfg.model.get("hidden", 16))
         return nn.Sequential(
-            nn.Linear(IN_FEATURES, hidden), nn.GELU(), nn.Dropout(float(cfg.model.get("dropout", 0.0))),
+            nn.Linear(IN_FEATURES, hidden),
+            nn.GELU(),
+            nn.Dropout(float(cfg.model.get("dropout", 0.0))),
             nn.Linear(hidden, OUT_FEATURES),
         )
 

@@ -94,8 +94,11 @@ def test_report_hook_with_a_model_and_the_upload_cap(tmp_path):
 
     def report_fn(volume):
         positive = "Emphysema" if float(np.mean(volume.data)) < -300 else "Cardiomegaly"
-        return ReportOutput(f"{volume.shape} {positive}.", {n: int(n == positive) for n in CTRATE_LABELS},
-                            evidence={positive: (1, 2, 0)})
+        return ReportOutput(
+            f"{volume.shape} {positive}.",
+            {n: int(n == positive) for n in CTRATE_LABELS},
+            evidence={positive: (1, 2, 0)},
+        )
 
     demo = serve(report_fn, port=free_port(), block=False, quiet=True, meteor=False, max_upload_bytes=64 << 10)
     try:

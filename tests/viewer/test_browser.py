@@ -12,16 +12,29 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT_TO = os.environ.get("CTVL_VIEWER_SCREENSHOT")  # also save the screenshot here (for the README)
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"
+    ),
 ]
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-extensions"]
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-extensions",
+]
 IMAGES_READY = """planes => planes.every(p => {
     const img = document.querySelector(`#ctvl-${p} img`);
     return img && img.complete && img.naturalWidth > 0;
 })"""
 
-CHANGED = "([p, old]) => { const i = document.querySelector(`#ctvl-${p} img`); return i && i.src !== old && i.complete; }"
+CHANGED = (
+    "([p, old]) => { const i = document.querySelector(`#ctvl-${p} img`); return i && i.src !== old && i.complete; }"
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +89,9 @@ def test_upload_phantom_shows_header_and_three_planes(page, phantom_nifti, tmp_p
     assert page.locator("#ctvl-width input[type=number]").input_value() == "1500"
 
     page.click("#ctvl-generate")  # the shipped report model writes a report
-    page.wait_for_function("() => document.querySelector('#ctvl-report textarea').value.startsWith('Findings:')",
-                           timeout=120_000)
+    page.wait_for_function(
+        "() => document.querySelector('#ctvl-report textarea').value.startsWith('Findings:')", timeout=120_000
+    )
     text = page.locator("#ctvl-report textarea").input_value()
     assert "Impression:" in text
     findings = page.locator("#ctvl-findings")
@@ -165,8 +179,12 @@ def test_synthesize_tab_shows_the_volume_labels_and_download(browser, synth_view
 
     labels = page.locator("#ctvl-synth-labels")
     labels.get_by_text("Pleural effusion").wait_for()
-    row = [c.strip() for c in labels.locator("[role=row]", has_text="Cardiomegaly").inner_text().split("\n") if c.strip()]
-    assert row[:2] == ["Cardiomegaly", "yes"] and row[2] in ("yes", "no") and 0 <= float(row[3]) <= 1  # prompt, classifier
+    row = [
+        c.strip() for c in labels.locator("[role=row]", has_text="Cardiomegaly").inner_text().split("\n") if c.strip()
+    ]
+    assert (
+        row[:2] == ["Cardiomegaly", "yes"] and row[2] in ("yes", "no") and 0 <= float(row[3]) <= 1
+    )  # prompt, classifier
     assert labels.locator("[role=row]").count() == 19  # header + 18 labels
 
     before = _src(page, "synth-axial")
@@ -174,8 +192,8 @@ def test_synthesize_tab_shows_the_volume_labels_and_download(browser, synth_view
     page.wait_for_function(CHANGED, arg=["synth-axial", before])
     assert page.locator("#ctvl-synth-level input[type=number]").input_value() == "-600"
 
-    assert page.locator("#ctvl-synth-download a[download=\"ctvl_synthetic_seed4.json\"]").count() == 1  # the recipe
-    link = page.locator("#ctvl-synth-download a[download=\"ctvl_synthetic_seed4.nii.gz\"]")
+    assert page.locator('#ctvl-synth-download a[download="ctvl_synthetic_seed4.json"]').count() == 1  # the recipe
+    link = page.locator('#ctvl-synth-download a[download="ctvl_synthetic_seed4.nii.gz"]')
     with page.expect_download() as download:
         link.click()
     saved = tmp_path / "download.nii.gz"

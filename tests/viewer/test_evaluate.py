@@ -54,7 +54,9 @@ def test_same_metrics_as_the_cli_function(tmp_path, with_labels):
     assert result.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(result.metrics_json.read_text())["n_reports"] == 3
     with zipfile.ZipFile(result.archive) as zf:
-        assert {"metrics.json", "per_label.csv", "per_label_f1.png", "pred_labels.csv", "summary.md"} <= set(zf.namelist())
+        assert {"metrics.json", "per_label.csv", "per_label_f1.png", "pred_labels.csv", "summary.md"} <= set(
+            zf.namelist()
+        )
 
 
 def test_missing_or_bad_csv_is_one_line(tmp_path):

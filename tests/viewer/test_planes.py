@@ -40,7 +40,9 @@ def test_window_is_linear_monotone_and_handles_nan():
     out = apply_window(hu, 0, 2000)
     assert out.dtype == np.uint8 and np.all(np.diff(out.astype(int)) >= 0)
     assert out[hu <= -1000].max() == 0 and out[hu >= 1000].min() == 255
-    np.testing.assert_allclose(out[(hu > -1000) & (hu < 1000)], (hu[(hu > -1000) & (hu < 1000)] + 1000) * 255 / 2000, atol=0.5)
+    np.testing.assert_allclose(
+        out[(hu > -1000) & (hu < 1000)], (hu[(hu > -1000) & (hu < 1000)] + 1000) * 255 / 2000, atol=0.5
+    )
     assert apply_window(np.array([np.nan]), 0, 100).tolist() == [0]
     for bad in (0, -5, np.nan):
         with pytest.raises(InputError, match="window width"):

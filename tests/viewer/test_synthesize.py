@@ -46,18 +46,21 @@ def test_blank_settings_mean_the_bundle_defaults_and_numbers_may_be_strings():
     assert parse_request("x", 3.0, 5.0, 0, 33.0) == SynthesisRequest("x", 3, 5, 0.0, 33)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("seed", -1, "seed must be a whole number from 0 to 4294967295, got -1"),
-    ("seed", 1.5, "seed must be a whole number from 0 to 4294967295, got 1.5"),
-    ("seed", "abc", "seed must be a number, got 'abc'"),
-    ("steps", 0, "steps must be a whole number from 1 to 100, got 0"),
-    ("steps", 1000, "steps must be a whole number from 1 to 100, got 1000"),
-    ("guidance", -0.5, "guidance must be from 0 to 20 (0 = unconditional, 1 = no guidance), got -0.5"),
-    ("guidance", float("nan"), "guidance must be a finite number, got nan"),
-    ("depth", 0, "depth must be a whole number from 1 to 129 slices, got 0"),
-    ("depth", 600, "depth must be a whole number from 1 to 129 slices, got 600"),
-    ("depth", True, "depth must be a number, got True"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("seed", -1, "seed must be a whole number from 0 to 4294967295, got -1"),
+        ("seed", 1.5, "seed must be a whole number from 0 to 4294967295, got 1.5"),
+        ("seed", "abc", "seed must be a number, got 'abc'"),
+        ("steps", 0, "steps must be a whole number from 1 to 100, got 0"),
+        ("steps", 1000, "steps must be a whole number from 1 to 100, got 1000"),
+        ("guidance", -0.5, "guidance must be from 0 to 20 (0 = unconditional, 1 = no guidance), got -0.5"),
+        ("guidance", float("nan"), "guidance must be a finite number, got nan"),
+        ("depth", 0, "depth must be a whole number from 1 to 129 slices, got 0"),
+        ("depth", 600, "depth must be a whole number from 1 to 129 slices, got 600"),
+        ("depth", True, "depth must be a number, got True"),
+    ],
+)
 def test_bad_settings_are_one_line_messages(field, value, message):
     kwargs = {"seed": 0, "steps": None, "guidance": None, "depth": None, field: value}
     with pytest.raises(InputError) as err:
@@ -101,8 +104,10 @@ def test_generator_loads_once_across_threads_and_a_failure_is_retried():
     synth = Synthesizer("B", loader=loader)
     with pytest.raises(InputError) as err:
         synth.generator()
-    assert str(err.value) == "/nowhere: text-to-CT generator bundle not found (for this viewer: " \
-                             "`ctvl app --generator BUNDLE`)"
+    assert (
+        str(err.value) == "/nowhere: text-to-CT generator bundle not found (for this viewer: "
+        "`ctvl app --generator BUNDLE`)"
+    )
     got = []
     threads = [threading.Thread(target=lambda: got.append(synth.generator())) for _ in range(8)]
     for t in threads:
@@ -132,9 +137,13 @@ def test_feature_net_adapter_reads_18_probabilities_and_refuses_another_grid(tmp
 
     config = FeatureNetConfig(widths=(8,), strides=None, feature_dim=8, norm="group")
     torch.manual_seed(0)
-    folder = features.save_feature_nets(tmp_path / "nets", ctnet3d=CTNet3D(config=config),
-                                        slicenet2d=SliceNet2D(config=config), thresholds=torch.full((18,), 0.25),
-                                        spec=TINY_SPEC)
+    folder = features.save_feature_nets(
+        tmp_path / "nets",
+        ctnet3d=CTNet3D(config=config),
+        slicenet2d=SliceNet2D(config=config),
+        thresholds=torch.full((18,), 0.25),
+        spec=TINY_SPEC,
+    )
     classify = default_classifier(folder)
     assert isinstance(classify, FeatureNetClassifier) and classify.thresholds["Emphysema"] == 0.25
     probs = classify(torch.zeros(2, 1, 17, 32, 32))
@@ -164,7 +173,12 @@ def test_run_writes_the_nifti_the_cli_writes_with_its_recipe(synthesizer, bundle
     out = synthesizer.run(synthesizer.parse(PROMPT, 5, 3, 2.0, 20), tmp_path / "app")
     assert out.nifti.name == "ctvl_synthetic_seed5.nii.gz" and out.recipe_json.is_file()
     recipe = json.loads(out.recipe_json.read_text())
-    assert recipe == out.recipe and (recipe["seed"], recipe["steps"], recipe["guidance"], recipe["depth"]) == (5, 3, 2.0, 25)
+    assert recipe == out.recipe and (recipe["seed"], recipe["steps"], recipe["guidance"], recipe["depth"]) == (
+        5,
+        3,
+        2.0,
+        25,
+    )
     assert out.warnings == ["depth 20 is not 1 + 8k slices; generating 25 slices instead"]
     assert out.view.shape == (32, 32, 25) and out.volume.spacing == (12.0, 12.0, 22.5)
     stated = {r[0]: r[1] for r in out.rows}
@@ -173,8 +187,27 @@ def test_run_writes_the_nifti_the_cli_writes_with_its_recipe(synthesizer, bundle
     assert "seed 5, 3 steps, guidance 2, depth 25" in out.summary and "agrees with the prompt on" in out.summary
 
     cli_out = tmp_path / "cli.nii.gz"  # the CLI calls the same library functions: the same volume
-    assert main(["synthesize", PROMPT, "-o", str(cli_out), "--seed", "5", "--steps", "3", "--guidance", "2",
-                 "--depth", "20", "--model", str(bundle)]) == 0
+    assert (
+        main(
+            [
+                "synthesize",
+                PROMPT,
+                "-o",
+                str(cli_out),
+                "--seed",
+                "5",
+                "--steps",
+                "3",
+                "--guidance",
+                "2",
+                "--depth",
+                "20",
+                "--model",
+                str(bundle),
+            ]
+        )
+        == 0
+    )
     app_volume, cli_volume = read_volume(out.nifti), read_volume(cli_out)
     np.testing.assert_array_equal(app_volume.data, cli_volume.data)
     assert json.loads((tmp_path / "cli.json").read_text())["prompt_labels"] == recipe["prompt_labels"]
@@ -240,7 +273,9 @@ def test_bad_settings_are_readable_errors_and_the_server_keeps_serving(client):
     with pytest.raises(AppError, match="depth must be a whole number from 1 to 129 slices, got 1000"):
         client.predict(PROMPT, 0, 2, None, 1000, api_name="/synthesize")
     files, _, _ = client.predict("a pizza", 0, 1, 1, None, api_name="/synthesize")  # still serving
-    assert json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())["used_prompt"] == "normal chest CT"
+    assert (
+        json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())["used_prompt"] == "normal chest CT"
+    )
 
 
 def test_without_a_generator_bundle_the_tab_says_so(tmp_path):
@@ -249,13 +284,21 @@ def test_without_a_generator_bundle_the_tab_says_so(tmp_path):
 
     from ctvl.viewer.server import serve, stop
 
-    demo = serve(None, port=free_port(), block=False, quiet=True, meteor=False,
-                 synthesizer=Synthesizer(tmp_path / "synthesis-phantom-cpu"))
+    demo = serve(
+        None,
+        port=free_port(),
+        block=False,
+        quiet=True,
+        meteor=False,
+        synthesizer=Synthesizer(tmp_path / "synthesis-phantom-cpu"),
+    )
     try:
         with pytest.raises(AppError) as err:
             Client(demo.local_url, verbose=False).predict(PROMPT, 0, None, None, None, api_name="/synthesize")
-        assert str(err.value).endswith("synthesis-phantom-cpu: text-to-CT generator bundle not found; or pass "
-                                       "--model BUNDLE (for this viewer: `ctvl app --generator BUNDLE`)")
+        assert str(err.value).endswith(
+            "synthesis-phantom-cpu: text-to-CT generator bundle not found; or pass "
+            "--model BUNDLE (for this viewer: `ctvl app --generator BUNDLE`)"
+        )
     finally:
         stop(demo)
 

@@ -100,7 +100,9 @@ def test_no_file_mixed_files_and_size_cap(tmp_path, series):
         load_scan([*series, nifti])
     total = sum(p.stat().st_size for p in series)
     assert check_upload_size(series, total) == total
-    with pytest.raises(InputError, match=rf"the upload is {total / 1024:.1f} KiB, over the viewer's cap of 1000 B; .*--max-upload-mb") as err:
+    with pytest.raises(
+        InputError, match=rf"the upload is {total / 1024:.1f} KiB, over the viewer's cap of 1000 B; .*--max-upload-mb"
+    ) as err:
         load_scan(series, max_bytes=1000)
     assert str(tmp_path) not in str(err.value)
 
@@ -127,9 +129,16 @@ def test_human_bytes():
 
 def test_header_markdown_fields_and_escaping():
     info = {
-        "path": "a_b|c.nii.gz", "format": "nifti", "shape": [512, 512, 241], "spacing": [0.75, 0.75, 1.5],
-        "orientation": "LPS", "hu_range": [-1024.0, 3071.0], "modality": "CT", "manufacturer": "",
-        "rescale": {"slope": 1.0, "intercept": -1024.0, "source": "header"}, "warnings": [],
+        "path": "a_b|c.nii.gz",
+        "format": "nifti",
+        "shape": [512, 512, 241],
+        "spacing": [0.75, 0.75, 1.5],
+        "orientation": "LPS",
+        "hu_range": [-1024.0, 3071.0],
+        "modality": "CT",
+        "manufacturer": "",
+        "rescale": {"slope": 1.0, "intercept": -1024.0, "source": "header"},
+        "warnings": [],
     }
     md = header_markdown(info)
     assert "| shape (i × j × k) | 512 × 512 × 241 |" in md and "| spacing (mm) | 0.75 × 0.75 × 1.5 |" in md

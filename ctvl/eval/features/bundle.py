@@ -142,7 +142,13 @@ def load_feature_nets(path: str | Path | None = None, device: str | torch.device
     ctnet3d = CTNet3D(config=FeatureNetConfig.from_dict(config["ctnet3d"]))
     slicenet2d = SliceNet2D(config=FeatureNetConfig.from_dict(config["slicenet2d"]))
     for prefix, net in (("ctnet3d.", ctnet3d), ("slicenet2d.", slicenet2d)):
-        load_weights(net, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, folder)
+        load_weights(net, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, folder)
         net.to(device).eval()
-    return FeatureNets(ctnet3d, slicenet2d, torch.tensor(config["thresholds"], dtype=torch.float32),
-                       PreprocessSpec.from_dict(config["preprocessing"]), config, folder)
+    return FeatureNets(
+        ctnet3d,
+        slicenet2d,
+        torch.tensor(config["thresholds"], dtype=torch.float32),
+        PreprocessSpec.from_dict(config["preprocessing"]),
+        config,
+        folder,
+    )

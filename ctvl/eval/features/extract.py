@@ -42,7 +42,9 @@ def plane_slices(x: torch.Tensor, plane: str) -> torch.Tensor:
     raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
 
 
-def _in_batches(fn: Callable[[torch.Tensor], torch.Tensor], chunks: Iterator[torch.Tensor], net: nn.Module) -> torch.Tensor:
+def _in_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor], chunks: Iterator[torch.Tensor], net: nn.Module
+) -> torch.Tensor:
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -81,7 +83,9 @@ def slice_features(net: nn.Module, x: torch.Tensor, plane: str, batch: int = 512
     return _in_batches(net.features, (plane_slices(x[i : i + vols], plane) for i in range(0, len(x), vols)), net)
 
 
-def predict_labels(net: nn.Module, x: torch.Tensor, thresholds: torch.Tensor | None = None, batch: int = 16) -> torch.Tensor:
+def predict_labels(
+    net: nn.Module, x: torch.Tensor, thresholds: torch.Tensor | None = None, batch: int = 16
+) -> torch.Tensor:
     """0/1 labels of volumes: sigmoid(logits) >= threshold per label (0.5 when ``thresholds`` is None).
 
     Args:

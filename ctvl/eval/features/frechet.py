@@ -44,7 +44,9 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     from monai.metrics import FIDMetric
 
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise InputError(f"Fréchet distance needs (N, F) and (M, F) features, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise InputError(
+            f"Fréchet distance needs (N, F) and (M, F) features, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if len(a) < 2 or len(b) < 2:
         raise InputError(f"Fréchet distance needs at least 2 samples per set, got {len(a)} and {len(b)}")
     from scipy.linalg import LinAlgWarning
@@ -90,7 +92,9 @@ def fid_2p5d(nets: _HasNets, x: torch.Tensor, y: torch.Tensor, batch: int = 512)
         ``{"axial", "coronal", "sagittal", "mean"}`` (mean = the average of the three planes).
     """
     _check_pair(x, y)
-    out = {p: frechet_distance(slice_features(nets.slicenet2d, x, p, batch), slice_features(nets.slicenet2d, y, p, batch))
-           for p in PLANES}
+    out = {
+        p: frechet_distance(slice_features(nets.slicenet2d, x, p, batch), slice_features(nets.slicenet2d, y, p, batch))
+        for p in PLANES
+    }
     out["mean"] = sum(out[p] for p in PLANES) / len(PLANES)
     return out

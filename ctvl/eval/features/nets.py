@@ -91,7 +91,10 @@ def _norm(kind: str, spatial_dims: int, channels: int) -> nn.Module:
 
 class _ConvNormAct(nn.Sequential):
     def __init__(self, spatial_dims: int, cin: int, cout: int, stride: int, norm: str, act: bool = True) -> None:
-        layers = [_conv(spatial_dims)(cin, cout, 3, stride=stride, padding=1, bias=False), _norm(norm, spatial_dims, cout)]
+        layers = [
+            _conv(spatial_dims)(cin, cout, 3, stride=stride, padding=1, bias=False),
+            _norm(norm, spatial_dims, cout),
+        ]
         super().__init__(*layers, *([nn.ReLU(inplace=True)] if act else []))
 
 
@@ -132,8 +135,9 @@ class _FeatureNet(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.config.in_channels:
             want = "(B, C, T, H, W)" if self.spatial_dims == 3 else "(B, C, h, w)"
-            raise ValueError(f"{type(self).__name__} expects {want} with C={self.config.in_channels}, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expects {want} with C={self.config.in_channels}, got {tuple(x.shape)}"
+            )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features: (B, C, ...) -> (B, feature_dim), non-negative (after ReLU)."""

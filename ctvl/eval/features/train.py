@@ -70,16 +70,32 @@ def _augment(x: torch.Tensor, gen: torch.Generator, shift: int, flip: bool = Tru
     return x
 
 
-def _optimiser(net: nn.Module, lr: float, steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def _optimiser(
+    net: nn.Module, lr: float, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
     return opt, torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps), pct_start=0.1)
 
 
 def _progress(what: str, total: int, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+    bar = Progress(
+        TextColumn(what),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
     return bar, bar.add_task("", total=total, loss=float("nan"))
 
 
@@ -169,9 +185,18 @@ def train_classifier(
     thr = torch.full((y.shape[1],), 0.5)
     if thresholds == "train":
         thr = choose_thresholds(torch.sigmoid(volume_logits(net, x)), y)
-    facts = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "shift": shift, "seed": seed,
-             "thresholds": thresholds, "n_train": len(x), "optimiser": "AdamW wd 1e-4, one-cycle",
-             "loss": "BCE, pos_weight sqrt((1-p)/p)", "augmentation": "left-right flip, in-plane shift"}
+    facts = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "shift": shift,
+        "seed": seed,
+        "thresholds": thresholds,
+        "n_train": len(x),
+        "optimiser": "AdamW wd 1e-4, one-cycle",
+        "loss": "BCE, pos_weight sqrt((1-p)/p)",
+        "augmentation": "left-right flip, in-plane shift",
+    }
     return TrainResult(net, thr, losses, time.perf_counter() - began, facts)
 
 
@@ -252,8 +277,16 @@ def train_slice_net(
                     bar.update(task, advance=1, loss=loss.item())
             losses.append(total / (per_plane * len(PLANES)))
     net = net.to(memory_format=torch.contiguous_format).eval()
-    facts = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "slice_band": slice_band, "seed": seed,
-             "n_train": len(x), "planes": list(PLANES), "optimiser": "AdamW wd 1e-4, one-cycle",
-             "loss": "BCE, pos_weight sqrt((1-p)/p), volume labels as weak slice labels",
-             "augmentation": "left-right flip of axial and coronal slices"}
+    facts = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "slice_band": slice_band,
+        "seed": seed,
+        "n_train": len(x),
+        "planes": list(PLANES),
+        "optimiser": "AdamW wd 1e-4, one-cycle",
+        "loss": "BCE, pos_weight sqrt((1-p)/p), volume labels as weak slice labels",
+        "augmentation": "left-right flip of axial and coronal slices",
+    }
     return TrainResult(net, torch.full((y.shape[1],), 0.5), losses, time.perf_counter() - began, facts)

@@ -66,8 +66,11 @@ def model_space_volumes(
             return found["volumes"], labels
     volumes = _preprocess(records, spec, progress)
     if cache is not None:
-        cache.save(key, {"volumes": volumes}, metadata={"spec": spec.to_json(), "n": str(len(records)),
-                                                          "first": records[0].volume_name})
+        cache.save(
+            key,
+            {"volumes": volumes},
+            metadata={"spec": spec.to_json(), "n": str(len(records)), "first": records[0].volume_name},
+        )
     return volumes, labels
 
 
@@ -75,16 +78,25 @@ def _preprocess(records: Sequence[CTRateRecord], spec: PreprocessSpec, progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     out: torch.Tensor | None = None
-    with Progress(TextColumn("preprocessing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, transient=True) as bar:
+    with Progress(
+        TextColumn("preprocessing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
+    ) as bar:
         task = bar.add_task("", total=len(records))
         for i, r in enumerate(records):
             x = spec.apply(load_record_volume(r))  # (1, T, H, W) float32
             if out is None:
                 out = torch.empty((len(records), *x.shape), dtype=torch.float16)
             elif tuple(x.shape) != tuple(out.shape[1:]):
-                raise InputError(f"preprocessed shape {tuple(x.shape)} differs from {tuple(out.shape[1:])}; "
-                                 "use a spec with a fixed depth", path=r.path)
+                raise InputError(
+                    f"preprocessed shape {tuple(x.shape)} differs from {tuple(out.shape[1:])}; "
+                    "use a spec with a fixed depth",
+                    path=r.path,
+                )
             out[i] = x.to(torch.float16)
             bar.advance(task)
     assert out is not None

@@ -76,7 +76,9 @@ def bootstrap_agreement(
     """
     t, p = _check(truth, pred)
     rng = np.random.default_rng(seed)
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("cell_disagreement", "report_disagreement", "macro_f1", "micro_f1")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("cell_disagreement", "report_disagreement", "macro_f1", "micro_f1")
+    }
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, len(t), size=(min(chunk, n_boot - start), len(t)))
         tb, pb = t[idx], p[idx]  # (B, N, L)
@@ -93,8 +95,9 @@ def bootstrap_agreement(
     return out
 
 
-def agreement_summary(truth: np.ndarray, pred: np.ndarray, *, labels: Sequence[str] = CTRATE_LABELS,
-                      n_boot: int = 1000) -> dict:
+def agreement_summary(
+    truth: np.ndarray, pred: np.ndarray, *, labels: Sequence[str] = CTRATE_LABELS, n_boot: int = 1000
+) -> dict:
     """Everything the measure pipeline prints for one split: metrics, intervals and per-label F1.
 
     Args:
@@ -160,11 +163,13 @@ def disagreements(
     t, p = _check(truth, pred)
     out = []
     for i, j in zip(*np.nonzero(t != p)):
-        out.append({
-            "id": str(ids[i]),
-            "label": labels[j],
-            "truth": int(t[i, j]),
-            "pred": int(p[i, j]),
-            "evidence": explain(texts[i]).get(labels[j], []),
-        })
+        out.append(
+            {
+                "id": str(ids[i]),
+                "label": labels[j],
+                "truth": int(t[i, j]),
+                "pred": int(p[i, j]),
+                "evidence": explain(texts[i]).get(labels[j], []),
+            }
+        )
     return out

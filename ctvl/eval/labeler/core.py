@@ -148,6 +148,7 @@ class ReportLabeler:
         Returns:
             Label names in CT-RATE order (empty when the sections agree).
         """
+
         def polarity(text: str) -> tuple[set[str], set[str]]:
             affirmed, negated = set(), set()
             for m in self.mentions(text or ""):

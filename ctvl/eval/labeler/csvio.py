@@ -76,8 +76,7 @@ def _pick_id_column(header: Sequence[str], id_column: str | None, path: Path) ->
         if name in header:
             return name
     raise InputError(
-        f"no id column found (looked for {', '.join(ID_COLUMNS)}); columns are: {', '.join(header)}; "
-        "pass --id-column",
+        f"no id column found (looked for {', '.join(ID_COLUMNS)}); columns are: {', '.join(header)}; pass --id-column",
         path=path,
     )
 

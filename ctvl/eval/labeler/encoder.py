@@ -36,7 +36,9 @@ class SentenceEncoder:
         threads: torch CPU threads (None leaves torch's setting).
     """
 
-    def __init__(self, *, model_dir: str | Path | None = None, batch_size: int = 64, threads: int | None = None) -> None:
+    def __init__(
+        self, *, model_dir: str | Path | None = None, batch_size: int = 64, threads: int | None = None
+    ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         if not (self.model_dir / "config.json").is_file():
             raise InputError(f"{self.model_dir}: not a transformers model folder (no config.json)")

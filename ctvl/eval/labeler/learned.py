@@ -41,7 +41,9 @@ def _status(mentions: Sequence[Mention], report_positive: bool) -> np.ndarray:
     neg = all(m.negated for m in mentions)
     unc = any(m.uncertain for m in mentions)
     que = all(m.questioned for m in mentions)
-    return np.array([float(not neg and not que), float(neg), float(unc), float(que), float(report_positive)], np.float32)
+    return np.array(
+        [float(not neg and not que), float(neg), float(unc), float(que), float(report_positive)], np.float32
+    )
 
 
 def candidates(rules: ReportLabeler, text: str) -> dict[str, list[tuple[str, list[Mention], bool]]]:
@@ -55,8 +57,7 @@ def candidates(rules: ReportLabeler, text: str) -> dict[str, list[tuple[str, lis
         for m in rules.mentions(sentence):
             out.setdefault(m.label, {}).setdefault(sentence, []).append(m)
     return {
-        label: [(s, ms, any(rules._positive(m) for m in ms)) for s, ms in per.items()]
-        for label, per in out.items()
+        label: [(s, ms, any(rules._positive(m) for m in ms)) for s, ms in per.items()] for label, per in out.items()
     }
 
 
@@ -75,12 +76,22 @@ class LearnedLabeler:
 
     labels: tuple[str, ...] = CTRATE_LABELS
 
-    def __init__(self, *, coef: np.ndarray, intercept: np.ndarray, rules: ReportLabeler | None = None,
-                 encoder: SentenceEncoder | None = None, mode: str = "hybrid",
-                 band: tuple[float, float] = (0.2, 0.8), meta: dict | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        rules: ReportLabeler | None = None,
+        encoder: SentenceEncoder | None = None,
+        mode: str = "hybrid",
+        band: tuple[float, float] = (0.2, 0.8),
+        meta: dict | None = None,
+    ) -> None:
         coef = np.asarray(coef, dtype=np.float32)
         if coef.shape != (len(self.labels), DIM + N_STATUS):
-            raise InputError(f"learned labeler weights must be ({len(self.labels)}, {DIM + N_STATUS}), got {coef.shape}")
+            raise InputError(
+                f"learned labeler weights must be ({len(self.labels)}, {DIM + N_STATUS}), got {coef.shape}"
+            )
         if mode not in ("learned", "hybrid"):
             raise InputError(f"mode must be 'learned' or 'hybrid', got {mode!r}")
         self.coef = coef
@@ -99,8 +110,16 @@ class LearnedLabeler:
         return self._encoder
 
     @classmethod
-    def fit(cls, texts: Sequence[str], truth: np.ndarray, *, C: float = 1.0, rules: ReportLabeler | None = None,
-            encoder: SentenceEncoder | None = None, **kwargs) -> LearnedLabeler:
+    def fit(
+        cls,
+        texts: Sequence[str],
+        truth: np.ndarray,
+        *,
+        C: float = 1.0,
+        rules: ReportLabeler | None = None,
+        encoder: SentenceEncoder | None = None,
+        **kwargs,
+    ) -> LearnedLabeler:
         """Train the layer on reports with manual labels.
 
         Args:
@@ -194,7 +213,8 @@ class LearnedLabeler:
             flag = ", unsure" if lo < score < hi else ""
             cues = "/".join(sorted({m.text for m in ms}))
             out.setdefault(label, []).append(
-                f"learned: {decision} (score {score:.2f}, rules {rule[label]}{flag}) [{cues}] {sentence}")
+                f"learned: {decision} (score {score:.2f}, rules {rule[label]}{flag}) [{cues}] {sentence}"
+            )
         return out
 
 
@@ -224,15 +244,22 @@ def save_weights(model: LearnedLabeler, out_dir: str | Path, *, licence: str) ->
     out = Path(out_dir)
     if _inside_ctvl_tree(out):
         raise InputError(f"{out}: weights trained on licensed reports must be stored outside the ctvl package/repo")
-    meta = {"format": FORMAT, "labels": list(model.labels), "mode": model.mode, "band": list(model.band),
-            "licence": licence, **model.meta}
+    meta = {
+        "format": FORMAT,
+        "labels": list(model.labels),
+        "mode": model.mode,
+        "band": list(model.band),
+        "licence": licence,
+        **model.meta,
+    }
     with publish_dir(out) as tmp:  # weights, settings and licence appear together or not at all
         np.savez(tmp / "weights.npz", coef=model.coef, intercept=model.intercept)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "LICENSE.txt").write_text(
             f"These weights were trained on report texts and labels licensed as: {licence}\n"
             "They are a derivative of that data and carry its terms; they are not part of ctvl (Apache-2.0).\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
     return out / "weights.npz"
 
 

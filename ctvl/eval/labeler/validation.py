@@ -186,10 +186,13 @@ def measure_agreement(
     fold = folds(ids, k)
 
     def parts(pred: np.ndarray) -> dict:
-        out = {name: agreement_summary(truth[m], pred[m], n_boot=n_boot)
-               for name, m in (("all", np.ones_like(held)), ("held_out", held), ("development", ~held))}
-        out["per_fold_cell_pct"] = [round(100 * float((truth[fold == f] != pred[fold == f]).mean()), 2)
-                                    for f in range(k)]
+        out = {
+            name: agreement_summary(truth[m], pred[m], n_boot=n_boot)
+            for name, m in (("all", np.ones_like(held)), ("held_out", held), ("development", ~held))
+        }
+        out["per_fold_cell_pct"] = [
+            round(100 * float((truth[fold == f] != pred[fold == f]).mean()), 2) for f in range(k)
+        ]
         return out
 
     rules = ReportLabeler()
@@ -213,8 +216,14 @@ def measure_agreement(
         if embedding_cache is not None:
             encoder.save_cache(embedding_cache)
         sample = texts[:speed_reports]
-        cold = LearnedLabeler(coef=models[0].coef, intercept=models[0].intercept, rules=rules,
-                              encoder=SentenceEncoder(), mode=models[0].mode, band=models[0].band)
+        cold = LearnedLabeler(
+            coef=models[0].coef,
+            intercept=models[0].intercept,
+            rules=rules,
+            encoder=SentenceEncoder(),
+            mode=models[0].mode,
+            band=models[0].band,
+        )
         cold.encoder.encode(["warm up the model"])
         start = time.perf_counter()
         cold.label_many(sample)
@@ -225,7 +234,11 @@ def measure_agreement(
             i = ids.index(row["id"])
             row["evidence"] = by_fold[int(fold[i])].explain(texts[i]).get(row["label"], [])
             lines.append(row)
-        result["learned"] = {**parts(pred), "options": options, "cv_seconds": round(cv_seconds, 1),
-                             "speed": {"uncached_reports_per_second": round(rate, 1)}}
+        result["learned"] = {
+            **parts(pred),
+            "options": options,
+            "cv_seconds": round(cv_seconds, 1),
+            "speed": {"uncached_reports_per_second": round(rate, 1)},
+        }
         result["disagreements"]["learned"] = lines
     return result

@@ -43,9 +43,7 @@ class ResBlock(nn.Module):
         self.conv0 = CausalConv3d(in_channels, out_channels, k, pad_mode=pad_mode, bias=False)
         self.norm1 = SliceGroupNorm(out_channels, max_groups)
         self.conv1 = CausalConv3d(out_channels, out_channels, k, pad_mode=pad_mode, bias=False)
-        self.shortcut = (
-            CausalConv3d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
-        )
+        self.shortcut = CausalConv3d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         """(B, C_in, T, H, W) -> (B, C_out, T, H, W)."""

@@ -98,8 +98,11 @@ def _export_of(config: dict[str, Any], where: Path) -> dict[str, Any]:
     if config.get("task_name") != TASK_NAME or not isinstance(export, dict):
         raise InputError("not a ctvl tokenizer bundle or checkpoint (config.json has no tokenizer task)", path=where)
     if "preprocessing" not in export or "config" not in export:
-        raise InputError("tokenizer config.json stores no preprocessing spec or architecture; it cannot be used "
-                         "for inference (re-export it from its training run)", path=where)
+        raise InputError(
+            "tokenizer config.json stores no preprocessing spec or architecture; it cannot be used "
+            "for inference (re-export it from its training run)",
+            path=where,
+        )
     return export
 
 
@@ -201,10 +204,15 @@ def _write_export(
     export = _export_of(config, Path(source))
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    info = {"source_run": config.get("run", {}).get("run_name"), "step": config.get("step"),
-            "weights_dtype": "float16" if half else "float32", **(training or {})}
-    write_bundle_files(state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info},
-                       folder)
+    info = {
+        "source_run": config.get("run", {}).get("run_name"),
+        "step": config.get("step"),
+        "weights_dtype": "float16" if half else "float32",
+        **(training or {}),
+    }
+    write_bundle_files(
+        state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info}, folder
+    )
     if card is not None:
         (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
 
@@ -240,16 +248,25 @@ def load_embedded_tokenizer(
     """
     where = inside if inside.is_dir() else Path(identity["source"])
     if not where.exists():
-        raise InputError(f"the tokenizer this {what} was trained with is not in {inside} nor at its recorded "
-                         f"source {where}; re-export the bundle", path=inside.parent)
+        raise InputError(
+            f"the tokenizer this {what} was trained with is not in {inside} nor at its recorded "
+            f"source {where}; re-export the bundle",
+            path=inside.parent,
+        )
     tok = load_tokenizer(where, device=device)
     if tok.tokenizer_id != identity["id"]:
-        raise InputError(f"the tokenizer at {where} (id {tok.tokenizer_id}) is not the one this {what} was "
-                         f"trained with (id {identity['id']}); use the bundle's own tokenizer", path=inside.parent)
+        raise InputError(
+            f"the tokenizer at {where} (id {tok.tokenizer_id}) is not the one this {what} was "
+            f"trained with (id {identity['id']}); use the bundle's own tokenizer",
+            path=inside.parent,
+        )
     stored = PreprocessSpec.from_dict(preprocessing)
     if tok.spec != stored:
-        raise InputError(f"the tokenizer's preprocessing (spec {tok.spec.hash()}) differs from the one used in "
-                         f"training (spec {stored.hash()}); the bundle is inconsistent", path=inside.parent)
+        raise InputError(
+            f"the tokenizer's preprocessing (spec {tok.spec.hash()}) differs from the one used in "
+            f"training (spec {stored.hash()}); the bundle is inconsistent",
+            path=inside.parent,
+        )
     return tok
 
 
@@ -272,5 +289,8 @@ def copy_tokenizer_bundle(source: Path, dest: Path, expected_id: str) -> None:
             _write_export(source, tmp, None, False, None)
         got = load_tokenizer(tmp).tokenizer_id
         if got != expected_id:
-            raise InputError(f"the tokenizer at {source} is no longer the one the model was trained with "
-                             f"(id {got}, expected {expected_id})", path=source)
+            raise InputError(
+                f"the tokenizer at {source} is no longer the one the model was trained with "
+                f"(id {got}, expected {expected_id})",
+                path=source,
+            )

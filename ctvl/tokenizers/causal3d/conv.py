@@ -140,5 +140,4 @@ class CausalConv3d(nn.Module):
         return self.conv(z[:, :, : (n_out - 1) * self.stride_t + self.kernel_t])
 
 
-
 __all__ = ["CausalCache", "CausalConv3d", "PadMode"]

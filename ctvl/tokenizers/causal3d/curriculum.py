@@ -207,8 +207,10 @@ def _open_folder(item: Mapping[str, Any], spec: Any, memory_mb: float, what: str
 
     root = Path(str(item["root"]))
     if not root.is_dir():
-        raise InputError(f"{what} folder not found; make it with `ctvl data phantom` or the pipeline that "
-                         "trains this config", path=root)
+        raise InputError(
+            f"{what} folder not found; make it with `ctvl data phantom` or the pipeline that trains this config",
+            path=root,
+        )
     index = scan_ctrate(root, split=str(item.get("split", "train")))
     cache = item.get("cache_dir") or root / ".cache" / "preprocess"
     dataset = CTRateDataset(index, spec, cache_dir=cache)
@@ -230,8 +232,9 @@ def open_volumes(data: Mapping[str, Any], spec: Any) -> VolumeMix:
         raise ConfigError("data.mix must be a list of {root, weight[, use, split, max_volumes]} mappings")
     for m in mix:
         if unknown := sorted(set(m) - {"root", "weight", "use", "split", "max_volumes", "cache_dir"}):
-            raise ConfigError(f"unknown data.mix key(s) {unknown}; known: root, weight, use, split, max_volumes, "
-                              "cache_dir")
+            raise ConfigError(
+                f"unknown data.mix key(s) {unknown}; known: root, weight, use, split, max_volumes, cache_dir"
+            )
     memory = float(data.get("memory_cache_mb", 2048)) / (1 + len(mix))
     sources = [_open_folder(data, spec, memory, "training data")]
     sources += [_open_folder(m, spec, memory, "data.mix") for m in mix]

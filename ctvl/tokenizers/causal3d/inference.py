@@ -127,11 +127,15 @@ def decode_scan(tok: LoadedTokenizer, encoded: EncodedScan, chunk_latents: int =
     """
     made_by = encoded.tokenizer.get("id")
     if made_by and made_by != tok.tokenizer_id:
-        raise InputError(f"the tokens were made by tokenizer {made_by} ({encoded.tokenizer.get('bundle')}), not by "
-                         f"{tok.tokenizer_id} ({tok.source}); pass --model with the bundle that encoded them")
+        raise InputError(
+            f"the tokens were made by tokenizer {made_by} ({encoded.tokenizer.get('bundle')}), not by "
+            f"{tok.tokenizer_id} ({tok.source}); pass --model with the bundle that encoded them"
+        )
     if encoded.spec != tok.spec:
-        raise InputError("the tokens were preprocessed with a different spec than this tokenizer's; "
-                         "pass --model with the bundle that encoded them")
+        raise InputError(
+            "the tokens were preprocessed with a different spec than this tokenizer's; "
+            "pass --model with the bundle that encoded them"
+        )
     device = next(tok.model.parameters()).device
     codes = encoded.codes[None].to(device)  # (1, D, t, h, w)
     recon = tok.model.decode(codes, shape=encoded.model_shape, chunk_latents=chunk_latents)  # (1, 1, T, H, W)
@@ -157,8 +161,10 @@ def reconstruct_tokens(tok: LoadedTokenizer, encoded: EncodedScan) -> Volume:
     blank = Volume(np.zeros(shape, np.float32), affine, VolumeMeta(source=str(encoded.source.get("path", ""))))
     _, state = encoded.spec.apply_with_state(blank)
     if tuple(state.model_shape[1:]) != tuple(encoded.model_shape):
-        raise InputError(f"token file geometry gives a model grid {state.model_shape[1:]}, but the tokens encode "
-                         f"{encoded.model_shape}; the file is inconsistent")
+        raise InputError(
+            f"token file geometry gives a model grid {state.model_shape[1:]}, but the tokens encode "
+            f"{encoded.model_shape}; the file is inconsistent"
+        )
     return encoded.spec.invert(decode_scan(tok, encoded), state)
 
 

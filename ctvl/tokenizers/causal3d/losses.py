@@ -141,8 +141,16 @@ class TokenizerLoss(nn.Module):
             "d_fake": float(d_fake.mean().detach()),
         }
         if cfg.lecam_weight > 0:  # anchors as of the step's start; this batch joins them in update_anchors
-            self._pending.append(torch.stack([d_real.detach().sum(), d_real.new_tensor(float(d_real.numel())),
-                                              d_fake.detach().sum(), d_fake.new_tensor(float(d_fake.numel()))]).float())
+            self._pending.append(
+                torch.stack(
+                    [
+                        d_real.detach().sum(),
+                        d_real.new_tensor(float(d_real.numel())),
+                        d_fake.detach().sum(),
+                        d_fake.new_tensor(float(d_fake.numel())),
+                    ]
+                ).float()
+            )
             lecam = F.relu(d_real - self.lecam_fake).pow(2).mean() + F.relu(self.lecam_real - d_fake).pow(2).mean()
             loss = loss + cfg.lecam_weight * lecam
             logs["lecam"] = float(lecam.detach())

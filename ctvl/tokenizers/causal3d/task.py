@@ -128,8 +128,10 @@ class TokenizerTask(TrainTask):
         check_data_keys(cfg.data)
         stage = cfg.data.get("stage")
         if stage is not None and self.stage_arg is not None and int(stage) != int(self.stage_arg):
-            raise ConfigError(f"--stage {self.stage_arg} but the config is for stage {stage} (data.stage); "
-                              "use that stage's config file")
+            raise ConfigError(
+                f"--stage {self.stage_arg} but the config is for stage {stage} (data.stage); "
+                "use that stage's config file"
+            )
         stage = self.stage_arg if self.stage_arg is not None else stage
         if stage is None:
             raise ConfigError("no curriculum stage: pass --stage 1|2|3 or set data.stage in the config")
@@ -137,8 +139,10 @@ class TokenizerTask(TrainTask):
         self.section = parse_model_section(cfg.model)
         self.spec = parse_spec(cfg.data.get("preprocessing"))
         if self.spec.depth_multiple % self.section.config.time_factor:
-            raise ConfigError(f"preprocessing depth_multiple {self.spec.depth_multiple} is not a multiple of the "
-                              f"model's {self.section.config.time_factor} slices per latent frame")
+            raise ConfigError(
+                f"preprocessing depth_multiple {self.spec.depth_multiple} is not a multiple of the "
+                f"model's {self.section.config.time_factor} slices per latent frame"
+            )
         self.plan = stage_plan(int(stage), cfg.data, self.section.config.time_factor)
         if self.section.kind == "slicewise" and self.plan.stage != 1:
             raise ConfigError("the slice-wise baseline trains on the stage-1 stream only (data.stage: 1)")
@@ -178,8 +182,10 @@ class TokenizerTask(TrainTask):
         tissue = o0 + (min(max(-900.0, w0), w1) - w0) / (w1 - w0) * (o1 - o0)  # -900 HU in model units
         micro = start
         while True:
-            samples = [draw_sample(source, self.plan, sample_generator(seed, i), self.spec.pad_value, tissue)
-                       for i in sample_indices(cfg, rank, world_size, micro)]
+            samples = [
+                draw_sample(source, self.plan, sample_generator(seed, i), self.spec.pad_value, tissue)
+                for i in sample_indices(cfg, rank, world_size, micro)
+            ]
             yield collate(samples)
             micro += 1
 
@@ -260,6 +266,9 @@ class TokenizerTask(TrainTask):
         assert self.section is not None and self.spec is not None and self.plan is not None
         extra: dict[str, Any] = {"stage_name": self.plan.name, "loss": dataclasses.asdict(self.section.loss)}
         if self.section.base is not None:
-            extra["matches"] = {"config": self.section.base.to_dict(), "depth": self.section.match_depth,
-                                "compression": self.section.base.compression}
+            extra["matches"] = {
+                "config": self.section.base.to_dict(),
+                "depth": self.section.match_depth,
+                "compression": self.section.base.compression,
+            }
         return tokenizer_export(self.section.kind, self.section.config, self.spec, self.plan.stage, "windowed", extra)

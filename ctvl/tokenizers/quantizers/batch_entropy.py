@@ -68,13 +68,19 @@ class GlobalBatchEntropy:
             scale: ranks x accumulation steps (W * A).
         """
         sums = self._sums or []
-        flat = torch.cat([t.flatten() for call in sums for t in call]
-                         + [torch.tensor(self._counts, dtype=torch.float32, device=sums[0][0].device)]) if sums else None
+        flat = (
+            torch.cat(
+                [t.flatten() for call in sums for t in call]
+                + [torch.tensor(self._counts, dtype=torch.float32, device=sums[0][0].device)]
+            )
+            if sums
+            else None
+        )
         self._sums = None
         if flat is None:
             return
         flat = reduce_sum(flat)
-        counts = flat[-len(self._counts):].tolist()
+        counts = flat[-len(self._counts) :].tolist()
         out, at = [], 0
         for call, n in zip(sums, counts, strict=True):
             probs = []

@@ -14,13 +14,23 @@ from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 
 def _nets(widths=(8, 16)):
     torch.manual_seed(0)
-    return (CTNet3D(config=FeatureNetConfig(widths=widths, strides=None, feature_dim=8)).eval(),
-            SliceNet2D(config=FeatureNetConfig(widths=(8,), strides=None, feature_dim=4, norm="group")).eval())
+    return (
+        CTNet3D(config=FeatureNetConfig(widths=widths, strides=None, feature_dim=8)).eval(),
+        SliceNet2D(config=FeatureNetConfig(widths=(8,), strides=None, feature_dim=4, norm="group")).eval(),
+    )
 
 
 def _save(path, nets, **kw):
-    return save_feature_nets(path, ctnet3d=nets[0], slicenet2d=nets[1], thresholds=torch.linspace(0.1, 0.9, 18),
-                             spec=PreprocessSpec.cpu(), training={"epochs": 1}, heldout={"macro_f1": 0.5}, **kw)
+    return save_feature_nets(
+        path,
+        ctnet3d=nets[0],
+        slicenet2d=nets[1],
+        thresholds=torch.linspace(0.1, 0.9, 18),
+        spec=PreprocessSpec.cpu(),
+        training={"epochs": 1},
+        heldout={"macro_f1": 0.5},
+        **kw,
+    )
 
 
 def test_round_trip(tmp_path):

@@ -19,7 +19,9 @@ def test_identical_sets_are_at_zero():
 def test_shifted_gaussians_match_the_analytic_value():
     g = torch.Generator().manual_seed(1)
     a = torch.randn(20000, 4, generator=g, dtype=torch.float64)
-    b = torch.randn(20000, 4, generator=g, dtype=torch.float64) + torch.tensor([1.0, 2.0, 0.0, 0.0], dtype=torch.float64)
+    b = torch.randn(20000, 4, generator=g, dtype=torch.float64) + torch.tensor(
+        [1.0, 2.0, 0.0, 0.0], dtype=torch.float64
+    )
     assert frechet_distance(a, b) == pytest.approx(5.0, abs=0.1)  # |mu|^2, equal covariances
     c = 2 * torch.randn(20000, 4, generator=g, dtype=torch.float64)  # N(0, 4I): F (1 + 4 - 2·2) = 4
     assert frechet_distance(a, c) == pytest.approx(4.0, abs=0.15)
@@ -32,8 +34,9 @@ def test_frechet_input_errors():
         frechet_distance(torch.zeros(1, 3), torch.zeros(5, 3))
 
 
-@pytest.mark.parametrize("plane, shape", [("axial", (2 * 5, 1, 6, 7)), ("coronal", (2 * 6, 1, 5, 7)),
-                                           ("sagittal", (2 * 7, 1, 5, 6))])
+@pytest.mark.parametrize(
+    "plane, shape", [("axial", (2 * 5, 1, 6, 7)), ("coronal", (2 * 6, 1, 5, 7)), ("sagittal", (2 * 7, 1, 5, 6))]
+)
 def test_plane_slices_shapes_and_content(plane, shape):
     x = torch.arange(2 * 5 * 6 * 7, dtype=torch.float32).reshape(2, 1, 5, 6, 7)
     s = plane_slices(x, plane)
@@ -51,8 +54,9 @@ def test_plane_slices_shapes_and_content(plane, shape):
 def _nets():
     torch.manual_seed(0)
     cfg = FeatureNetConfig(widths=(8, 16), strides=None, feature_dim=8)
-    return FeatureNets(CTNet3D(config=cfg).eval(), SliceNet2D(config=cfg).eval(), torch.full((18,), 0.5),
-                       PreprocessSpec.cpu())
+    return FeatureNets(
+        CTNet3D(config=cfg).eval(), SliceNet2D(config=cfg).eval(), torch.full((18,), 0.5), PreprocessSpec.cpu()
+    )
 
 
 def test_batched_features_equal_one_pass():
@@ -61,8 +65,9 @@ def test_batched_features_equal_one_pass():
     with torch.no_grad():
         whole = nets.slicenet2d.features(plane_slices(x, "coronal"))
         assert torch.allclose(slice_features(nets.slicenet2d, x, "coronal", batch=20), whole, atol=1e-5)
-        assert torch.allclose(volume_features(nets.ctnet3d, x.half(), batch=2), nets.ctnet3d.features(x.half().float()),
-                              atol=1e-5)
+        assert torch.allclose(
+            volume_features(nets.ctnet3d, x.half(), batch=2), nets.ctnet3d.features(x.half().float()), atol=1e-5
+        )
 
 
 def test_fid_2p5d_and_fd_3d():

@@ -98,7 +98,7 @@ def test_training_input_errors():
 
 def test_pos_weight_and_thresholds_by_hand():
     y = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
-    assert torch.allclose(pos_weight(y), torch.tensor([3.0 ** 0.5, 3.0 ** 0.5]))
+    assert torch.allclose(pos_weight(y), torch.tensor([3.0**0.5, 3.0**0.5]))
     probs = torch.tensor([[0.3, 0.9], [0.1, 0.8], [0.2, 0.7], [0.1, 0.95]])
     thr = choose_thresholds(probs, torch.tensor([[1, 0], [0, 0], [0, 0], [0, 1]]))
     # label 0: only the positive has 0.3 -> any threshold in (0.2, 0.3] gives F1 = 1; nearest 0.5 is 0.3

@@ -36,8 +36,19 @@ def test_quick_run_writes_a_loadable_bundle_and_never_installs(tmp_path, monkeyp
     pipeline = load_pipeline()
     monkeypatch.setattr(pipeline, "INSTALL_DIR", tmp_path / "must-not-exist")
     out = tmp_path / "out"
-    argv = ["--quick", "--data", str(data), "--test-data", str(test), "--cache", str(tmp_path / "cache"),
-            "--out", str(out), "--threads", "1"]
+    argv = [
+        "--quick",
+        "--data",
+        str(data),
+        "--test-data",
+        str(test),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     assert pipeline.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["training"]["data"]["train"]["n"] == 6 and results["training"]["quick"]

@@ -11,16 +11,29 @@ from ctvl.eval.labeler import ReportLabeler, label_reports
 # label -> (sentences that assert it, sentences that deny or do not mention it)
 PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "Medical material": (
-        ("A central venous catheter ends in the superior vena cava.", "Sternotomy wires are present.",
-         "A cardiac pacemaker is seen in the left pectoral region.", "A stent is seen in the LAD."),
-        ("No catheter or tube is seen.", "Degenerative changes in the vertebral end plates.",
-         "The catheter seen before was removed."),
+        (
+            "A central venous catheter ends in the superior vena cava.",
+            "Sternotomy wires are present.",
+            "A cardiac pacemaker is seen in the left pectoral region.",
+            "A stent is seen in the LAD.",
+        ),
+        (
+            "No catheter or tube is seen.",
+            "Degenerative changes in the vertebral end plates.",
+            "The catheter seen before was removed.",
+        ),
     ),
     "Arterial wall calcification": (
-        ("Calcified atheroma plaques are seen in the aortic arch.", "Wall calcifications in the thoracic aorta.",
-         "Atherosclerotic calcifications in the aorta and coronary arteries."),
-        ("Calcific atheroma plaques are seen in the coronary arteries.", "No calcification in the aorta was observed.",
-         "A calcified nodule in the right upper lobe."),
+        (
+            "Calcified atheroma plaques are seen in the aortic arch.",
+            "Wall calcifications in the thoracic aorta.",
+            "Atherosclerotic calcifications in the aorta and coronary arteries.",
+        ),
+        (
+            "Calcific atheroma plaques are seen in the coronary arteries.",
+            "No calcification in the aorta was observed.",
+            "A calcified nodule in the right upper lobe.",
+        ),
     ),
     "Cardiomegaly": (
         ("Cardiomegaly.", "The heart size is increased.", "The cardiothoracic ratio increased in favor of the heart."),
@@ -35,16 +48,23 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("Calcific plaques in the aortic arch.", "No coronary artery calcification was detected."),
     ),
     "Hiatal hernia": (
-        ("Sliding type hiatal hernia at the lower end of the esophagus.",
-         "A small hernia is seen at the esophageal hiatus."),
+        (
+            "Sliding type hiatal hernia at the lower end of the esophagus.",
+            "A small hernia is seen at the esophageal hiatus.",
+        ),
         ("No hiatal hernia is seen.", "A left inguinal hernia is present."),
     ),
     "Lymphadenopathy": (
-        ("Mediastinal lymphadenopathy.", "Enlarged lymph nodes with a short axis of 14 mm in the subcarinal area.",
-         "Millimetric lymph nodes that do not reach pathological size are observed in the mediastinum."),
-        ("No enlarged lymph nodes were detected in the mediastinum.",
-         "No lymph node in pathological size and appearance was observed in mediastinal lymph node stations.",
-         "A subpleural lymph node in the fissure of the left lower lobe."),
+        (
+            "Mediastinal lymphadenopathy.",
+            "Enlarged lymph nodes with a short axis of 14 mm in the subcarinal area.",
+            "Millimetric lymph nodes that do not reach pathological size are observed in the mediastinum.",
+        ),
+        (
+            "No enlarged lymph nodes were detected in the mediastinum.",
+            "No lymph node in pathological size and appearance was observed in mediastinal lymph node stations.",
+            "A subpleural lymph node in the fissure of the left lower lobe.",
+        ),
     ),
     "Emphysema": (
         ("Emphysematous changes in both lungs.", "Centrilobular emphysema in the upper lobes."),
@@ -55,20 +75,35 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("No atelectasis was observed.", "Fibroatelectatic changes in the lingula.", "Atelectasis? infection?"),
     ),
     "Lung nodule": (
-        ("A 4 mm nodule in the right upper lobe.", "Millimetric nonspecific nodules are observed in both lungs.",
-         "A ground glass nodule of 7 mm in the left upper lobe."),
-        ("No nodular or infiltrative lesion was detected in the lung parenchyma.",
-         "A hypodense nodule in the right lobe of the thyroid gland.", "Nodular consolidation in the left lower lobe."),
+        (
+            "A 4 mm nodule in the right upper lobe.",
+            "Millimetric nonspecific nodules are observed in both lungs.",
+            "A ground glass nodule of 7 mm in the left upper lobe.",
+        ),
+        (
+            "No nodular or infiltrative lesion was detected in the lung parenchyma.",
+            "A hypodense nodule in the right lobe of the thyroid gland.",
+            "Nodular consolidation in the left lower lobe.",
+        ),
     ),
     "Lung opacity": (
-        ("Ground glass opacities in both lower lobes.", "Patchy ground-glass areas in the right lung.",
-         "Dependent density increases in the posterior parts of both lungs."),
-        ("No ground glass opacity was observed.", "A ground glass nodule of 7 mm in the left upper lobe.",
-         "Pleuroparenchymal sequelae density increases in both lung apices."),
+        (
+            "Ground glass opacities in both lower lobes.",
+            "Patchy ground-glass areas in the right lung.",
+            "Dependent density increases in the posterior parts of both lungs.",
+        ),
+        (
+            "No ground glass opacity was observed.",
+            "A ground glass nodule of 7 mm in the left upper lobe.",
+            "Pleuroparenchymal sequelae density increases in both lung apices.",
+        ),
     ),
     "Pulmonary fibrotic sequela": (
-        ("Pleuroparenchymal sequelae changes at both apices.", "Fibrotic bands in the left lower lobe.",
-         "Fibroatelectatic changes in the lingula."),
+        (
+            "Pleuroparenchymal sequelae changes at both apices.",
+            "Fibrotic bands in the left lower lobe.",
+            "Fibroatelectatic changes in the lingula.",
+        ),
         ("No fibrotic change was observed.", "Renal sinus lipomatosis with chronic sequelae changes in both kidneys."),
     ),
     "Pleural effusion": (
@@ -80,8 +115,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("No mosaic attenuation was observed.",),
     ),
     "Peribronchial thickening": (
-        ("Peribronchial thickening in both lower lobes.", "Diffuse mild increase in peribronchial thickness.",
-         "Thickening is seen along the peribronchial sheath."),
+        (
+            "Peribronchial thickening in both lower lobes.",
+            "Diffuse mild increase in peribronchial thickness.",
+            "Thickening is seen along the peribronchial sheath.",
+        ),
         ("No peribronchial thickening was detected.", "The trachea and main bronchi are open."),
     ),
     "Consolidation": (
@@ -93,10 +131,15 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("No bronchiectasis was observed.",),
     ),
     "Interlobular septal thickening": (
-        ("Interlobular septal thickening in both lungs.", "Thickening of the interlobular septa in the lower lobes.",
-         "Smooth septal thickenings with ground glass areas."),
-        ("No interlobular septal thickening was observed.",
-         "A nodular lesion adjacent to the interventricular septum."),
+        (
+            "Interlobular septal thickening in both lungs.",
+            "Thickening of the interlobular septa in the lower lobes.",
+            "Smooth septal thickenings with ground glass areas.",
+        ),
+        (
+            "No interlobular septal thickening was observed.",
+            "A nodular lesion adjacent to the interventricular septum.",
+        ),
     ),
 }
 
@@ -143,13 +186,17 @@ def test_explain_marks_negated_and_positive_mentions() -> None:
 
 def test_contradictions_between_findings_and_impression() -> None:
     labeler = ReportLabeler()
-    findings = ("No lymph node of pathological size was seen. No pleural effusion was detected. "
-                "A 9 mm right hilar lymph node. Heart size is normal.")
+    findings = (
+        "No lymph node of pathological size was seen. No pleural effusion was detected. "
+        "A 9 mm right hilar lymph node. Heart size is normal."
+    )
     # lymph nodes: affirmed in the findings too, so no clash; pleural effusion: negated only, clash
     impression = "Mediastinal lymphadenopathy. Bilateral pleural effusion. Cardiomegaly? Possible atelectasis."
     assert labeler.contradictions(findings, impression) == ["Pleural effusion"]
-    clash = labeler.contradictions("No lymph node of pathological size was seen. No pleural effusion.",
-                                   "Mediastinal lymphadenopathy. Bilateral pleural effusion.")
+    clash = labeler.contradictions(
+        "No lymph node of pathological size was seen. No pleural effusion.",
+        "Mediastinal lymphadenopathy. Bilateral pleural effusion.",
+    )
     assert clash == ["Lymphadenopathy", "Pleural effusion"]  # CT-RATE order
     # the other direction is how radiologists write: a finding the impression calls normal
     assert labeler.contradictions("Right pleural effusion, 8 mm.", "No pleural effusion of significance.") == []

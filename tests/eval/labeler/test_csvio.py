@@ -20,8 +20,11 @@ def _write(path: Path, header: list[str], rows: list[list]) -> Path:
 
 
 def test_autodetects_ctrate_columns(tmp_path: Path) -> None:
-    path = _write(tmp_path / "r.csv", ["VolumeName", "Findings_EN", "Impressions_EN"],
-                  [["valid_1_a_1.nii.gz", "Emphysema.", "Emphysema"], ["valid_2_a_1.nii.gz", "", "Normal"]])
+    path = _write(
+        tmp_path / "r.csv",
+        ["VolumeName", "Findings_EN", "Impressions_EN"],
+        [["valid_1_a_1.nii.gz", "Emphysema.", "Emphysema"], ["valid_2_a_1.nii.gz", "", "Normal"]],
+    )
     full = read_reports(path)
     assert full.id_column == "VolumeName" and full.text_columns == ("Findings_EN", "Impressions_EN")
     assert full.texts == ["Emphysema. Emphysema", "Normal"]

@@ -9,7 +9,7 @@ def test_normalize_unifies_punctuation_and_case() -> None:
 
 def test_split_keeps_decimals_and_splits_on_periods_semicolons_quotes_and_bullets() -> None:
     text = (
-        'Nodule of 2.3 mm in the right lung. When examined in the lung window; emphysema is seen. '
+        "Nodule of 2.3 mm in the right lung. When examined in the lung window; emphysema is seen. "
         '" Emphysema \u2022 Nodule 4.5 mm'
     )
     assert split_sentences(text) == [
