@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from ctvl.bench.oned import oned_data
     from ctvl.bench.bench_data import BenchConfig
+    from ctvl.bench.oned import oned_data
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]

@@ -210,7 +210,7 @@ def montage(images: dict[str, list], out: Path, title: str = "", dpi: int = 110)
     for p, (label, x, recons, box) in enumerate(panels):
         t_mid = (box[0].start + box[0].stop) // 2 if box[0].start is not None else x.shape[1] // 2
         h_mid = (box[1].start + box[1].stop) // 2 if box[1].start is not None else x.shape[2] // 2
-        views = {"axial": lambda v: v[0, t_mid], "coronal": lambda v: v[0, :, h_mid].flip(0)}
+        views = {"axial": lambda v, t=t_mid: v[0, t], "coronal": lambda v, h=h_mid: v[0, :, h].flip(0)}
         for r, (view, cut) in enumerate(views.items()):
             row = axes[2 * p + r]
             row[0].imshow(cut(x), cmap="gray", vmin=-1, vmax=1, aspect="auto")

@@ -20,8 +20,8 @@ output resampled there with the bundle's spec, over the box the scan covers) and
 from __future__ import annotations
 
 import argparse
-import json
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -126,11 +126,15 @@ def montage(images: dict[str, Any], names: list[str], out: Path, dpi: int = 90) 
     items = [(k, *images[k]) for k in ("thin", "phantom") if k in images]
     cols = 1 + 2 * len(names)
     fig, axes = plt.subplots(3 * len(items), cols, figsize=(1.6 * cols, 1.7 * 3 * len(items)), squeeze=False)
-    for p, (kind, label, shown) in enumerate(items):
+    for p, (_kind, label, shown) in enumerate(items):
         x = shown["input"][0]  # (T, H, W)
         inside = (x > -0.95).nonzero()
         t, h, w = (int(inside[:, a].float().median()) for a in range(3)) if len(inside) else (d // 2 for d in x.shape)
-        cuts = {"axial": lambda v: v[t], "coronal": lambda v: v[:, h].flip(0), "sagittal": lambda v: v[:, :, w].flip(0)}
+        cuts = {
+            "axial": lambda v, t=t: v[t],
+            "coronal": lambda v, h=h: v[:, h].flip(0),
+            "sagittal": lambda v, w=w: v[:, :, w].flip(0),
+        }
         for r, (view, cut) in enumerate(cuts.items()):
             row = axes[3 * p + r]
             row[0].imshow(cut(x), cmap="gray", vmin=-1, vmax=1, aspect="equal")

@@ -59,8 +59,8 @@ def ensure_phantoms(root: Path, n_train: int, n_valid: int) -> float:
 def fill_cache(data: Path, tokenizer: str, cache: Path) -> float:
     """Encode every training scan with ``tokenizer`` into the cache; returns seconds spent."""
     from ctvl.data.datasets import scan_ctrate
-    from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
     from ctvl.tokenizers.causal3d.bundle import load_tokenizer
+    from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
 
     began = time.perf_counter()
     records = scan_ctrate(data, split="train", require=("reports",)).records
@@ -139,8 +139,8 @@ def calibrate_and_export(names: list[str], facts: dict[str, Any], data: Path, ou
 
     Adds ``calibration`` (threshold, macro F1 per candidate) and ``bundle`` to ``facts[name]``.
     """
-    from ctvl.report.bundle import export_report_bundle, load_report_model
     from ctvl.eval.calibrate import calibrate_on_split
+    from ctvl.report.bundle import export_report_bundle, load_report_model
 
     for name in names:
         run_dir = facts[name]["run_dir"]

@@ -122,12 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for the training config")
     args = parser.parse_args(argv)
     import torch
+    from synthesis_card import card_text
 
+    from ctvl.atomic import write_json
     from ctvl.bench.synthesis import run_synthesis_bench
     from ctvl.eval.synthesis import evaluate_synthesis
-    from ctvl.atomic import write_json
     from ctvl.synthesis import export_synthesis_bundle
-    from synthesis_card import card_text
 
     torch.set_num_threads(args.threads)
     began = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Session fixtures shared across test packages: a tiny generator bundle (tests/synthesis/factory.py), built on first use."""
+"""Session fixtures shared across test packages: a tiny generator bundle (tests/synthesis/factory.py), built once."""
 
 from __future__ import annotations
 

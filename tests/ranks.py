@@ -13,7 +13,8 @@ import os
 import queue as queue_mod
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _entry(target: Callable[..., Any], rank: int, world: int, port: int, args: tuple, out) -> None:

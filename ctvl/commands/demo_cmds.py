@@ -26,8 +26,8 @@ def demo(
 ) -> None:
     """Phantom chest CT -> NIfTI -> `ctvl info` -> `ctvl report` (with the ground truth) -> the viewer."""
     from ctvl.data.phantom import render_case
-    from ctvl.io import info, write_nifti
     from ctvl.eval.labeler import ReportLabeler
+    from ctvl.io import info, write_nifti
     from ctvl.report.generate import generate_report
 
     case = render_case(seed, shape=DEMO_SHAPE, spacing=DEMO_SPACING)

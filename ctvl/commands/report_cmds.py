@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,11 +17,11 @@ def report_cmd(
         metavar="SCAN",
         help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm.",
     ),
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help='Print {"report", "labels", "warnings"} as JSON.'),
-    beams: Optional[int] = typer.Option(None, "--beams", help="Beam search width (1 = greedy; default: the model's)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Report length limit in tokens."),
-    series: Optional[str] = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
+    beams: int | None = typer.Option(None, "--beams", help="Beam search width (1 = greedy; default: the model's)."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Report length limit in tokens."),
+    series: str | None = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
 ) -> None:
     """Write a radiology report for a chest CT with the model's stored preprocessing."""
     from ctvl.eval.labeler import ReportLabeler
@@ -42,10 +41,10 @@ def report_cmd(
 
 
 def bench_report_cmd(
-    scan: Optional[Path] = typer.Option(
+    scan: Path | None = typer.Option(
         None, "--scan", help="Scan to time (default: a 512 x 512 x 241 phantom NIfTI, rendered once)."
     ),
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP),
     threads: int = typer.Option(2, "--threads", min=1, help="OMP/MKL threads of every timed process."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per measurement (medians reported)."),
 ) -> None:
@@ -58,7 +57,7 @@ def bench_report_cmd(
 def train_report_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-report.yaml."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    overrides: list[str] | None = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -90,11 +89,11 @@ def eval_run_cmd(
     data: Path = typer.Option(..., "--data", help="CT-RATE-layout dataset folder (volumes, reports CSV, labels CSV)."),
     out: Path = typer.Option(..., "--out", help="Output folder; a rerun skips scans already done."),
     split: str = typer.Option("valid", "--split", help="Split to evaluate."),
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N scans."),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N scans."),
     batch_size: int = typer.Option(8, "--batch-size", help="Scans generated together."),
-    beams: Optional[int] = typer.Option(None, "--beams", help="Beam search width (1 = greedy)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Report length limit in tokens."),
+    beams: int | None = typer.Option(None, "--beams", help="Beam search width (1 = greedy)."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Report length limit in tokens."),
     meteor: bool = typer.Option(True, "--meteor/--no-meteor", help="Compute METEOR (needs Java; skipped without it)."),
 ) -> None:
     """Generate a report for every scan of a split, then evaluate (clinical F1, NLG, duplicates)."""

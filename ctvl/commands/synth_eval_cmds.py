@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,19 +12,19 @@ def eval_synthesis_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder (metrics.json, summary.md, grid.png)."),
     real: Path = typer.Option(..., "--real", help="CT-RATE-layout folder of real held-out scans with labels."),
     real_split: str = typer.Option("valid", "--real-split", help="Split of --real."),
-    reference: Optional[Path] = typer.Option(
+    reference: Path | None = typer.Option(
         None,
         "--reference",
         help="A second real held-out folder the distances are measured against (default: the second half of --real).",
     ),
     reference_split: str = typer.Option("valid", "--reference-split", help="Split of --reference."),
-    train: Optional[Path] = typer.Option(None, "--train", help="The generator's training folder (memorization)."),
+    train: Path | None = typer.Option(None, "--train", help="The generator's training folder (memorization)."),
     train_split: str = typer.Option("train", "--train-split", help="Split of --train."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Generator bundle (default: the shipped one)."),
-    features: Optional[Path] = typer.Option(None, "--features", help="Feature-network bundle (default: shipped)."),
+    model: Path | None = typer.Option(None, "--model", help="Generator bundle (default: the shipped one)."),
+    features: Path | None = typer.Option(None, "--features", help="Feature-network bundle (default: shipped)."),
     n_per_prompt: int = typer.Option(1, "--n-per-prompt", help="Volumes per prompt."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Flow steps (default: the bundle's)."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Guidance scale (default: the bundle's)."),
+    steps: int | None = typer.Option(None, "--steps", help="Flow steps (default: the bundle's)."),
+    guidance: float | None = typer.Option(None, "--guidance", help="Guidance scale (default: the bundle's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first volume of every prompt."),
 ) -> None:
     """Generate a volume per prompt and measure 2.5D FID, 3D FD, label consistency and memorization."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -30,11 +29,11 @@ def synthesize_cmd(
     prompt: str = typer.Argument(..., metavar="TEXT", help='Findings, e.g. "moderate right pleural effusion".'),
     out: Path = typer.Option(..., "-o", "--out", help="Output NIfTI (.nii.gz); with --n K: OUT_0 ... OUT_{K-1}."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first volume (volume k uses seed + k)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Flow steps (default: the bundle's, 25)."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance (default 3)."),
-    depth: Optional[int] = typer.Option(None, "--depth", help="Slices, 1 + 8k (default: the bundle's, 33)."),
+    steps: int | None = typer.Option(None, "--steps", help="Flow steps (default: the bundle's, 25)."),
+    guidance: float | None = typer.Option(None, "--guidance", help="Classifier-free guidance (default 3)."),
+    depth: int | None = typer.Option(None, "--depth", help="Slices, 1 + 8k (default: the bundle's, 33)."),
     n: int = typer.Option(1, "--n", help="Number of volumes."),
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the recipe of each volume as JSON."),
 ) -> None:
     """Generate CT volumes from text (NIfTI in HU on the bundle's spacing, recipe in a sidecar .json)."""
@@ -71,7 +70,7 @@ def synthesize_cmd(
 def train_synthesis_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-synthesis.yaml."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    overrides: list[str] | None = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -101,7 +100,7 @@ def train_synthesis_cmd(
 
 
 def bench_synthesis_cmd(
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP),
     steps: int = typer.Option(25, "--steps", min=1, help="Flow steps per volume."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed volumes (after one warm-up)."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),

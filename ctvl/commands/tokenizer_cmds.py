@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,9 +18,9 @@ _MODEL_HELP = (
 
 def train_tokenizer_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-tokenizer-s1.yaml."),
-    stage: Optional[int] = typer.Option(None, "--stage", help="Curriculum stage 1|2|3 (must match the config)."),
+    stage: int | None = typer.Option(None, "--stage", help="Curriculum stage 1|2|3 (must match the config)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
+    overrides: list[str] | None = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -52,7 +51,7 @@ def train_tokenizer_cmd(
         )
 
 
-def _read_scan(path: str, series: Optional[str]):
+def _read_scan(path: str, series: str | None):
     from ctvl.io import read_volume
 
     return read_volume(path, series=series)
@@ -65,8 +64,8 @@ def encode_cmd(
         help="NIfTI, NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, DICOM folder, .zip of one, or .dcm.",
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Token file to write (.safetensors)."),
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
-    series: Optional[str] = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP),
+    series: str | None = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
 ) -> None:
     """Tokenize a CT scan: tokens + preprocessing spec + source geometry in one safetensors file."""
     from ctvl.tokenizers.causal3d.bundle import load_tokenizer
@@ -87,8 +86,8 @@ def encode_cmd(
 def reconstruct_cmd(
     scan: str = typer.Argument(..., metavar="SCAN", help="A CT scan, or a token file from `ctvl encode`."),
     output: Path = typer.Option(..., "-o", "--output", help="Reconstruction to write (.nii or .nii.gz)."),
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
-    series: Optional[str] = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP),
+    series: str | None = typer.Option(None, "--series", help="Series of a multi-series DICOM folder."),
 ) -> None:
     """Encode and decode a scan; write the reconstruction on the scan's own grid, in HU, same affine."""
     from ctvl.eval.recon import field_of_view, recon_metrics
@@ -117,7 +116,7 @@ def bench_tokenizer_cmd(
     depths: str = typer.Option("65,321", "--depths", help="Comma-separated slice counts."),
     size: int = typer.Option(512, "--size", help="In-plane size (size x size)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
-    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP + " Random CPU weights when absent."),
+    model: Path | None = typer.Option(None, "--model", help=_MODEL_HELP + " Random CPU weights when absent."),
     arch: str = typer.Option("bundle", "--arch", help="bundle | cpu | paper (random weights for cpu/paper)."),
     threads: int = typer.Option(0, "--threads", help="Torch threads per measurement (0: torch's default)."),
     oneshot: bool = typer.Option(True, "--oneshot/--no-oneshot", help="Also measure the one-shot decode."),

@@ -9,7 +9,6 @@ blocks that FSDP shards and activation checkpointing recomputes.
 from __future__ import annotations
 
 import warnings
-
 from typing import Any
 
 from torch import nn

@@ -38,7 +38,10 @@ EXPORT_FORMAT = "ctvl-report-model-1"
 
 
 def geometry_range(geometries: list[torch.Tensor]) -> dict[str, list[float]]:
-    """Min/max over training scans of each geometry value, in :func:`ctvl.tokenizers.causal3d.token_cache.geometry_summary` order."""
+    """Min/max over training scans of each geometry value.
+
+    Order: that of :func:`ctvl.tokenizers.causal3d.token_cache.geometry_summary`.
+    """
     names = ["spacing_x", "spacing_y", "spacing_z", "fov_x", "fov_y", "fov_z"]
     table = torch.stack([g.double() for g in geometries]).numpy()  # (N, 6)
     return {n: [float(table[:, k].min()), float(table[:, k].max())] for k, n in enumerate(names)}
@@ -94,8 +97,8 @@ class ReportTask(TrainTask):
         self.labels = torch.from_numpy(np.stack([r.labels for r in records])).float() if has_labels else None
         geometries: list[torch.Tensor] = []
         if mc.visual == "tokenizer":
-            from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
             from ctvl.tokenizers.causal3d.bundle import load_tokenizer
+            from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
             from ctvl.train.distributed import env_ranks
 
             self.tokenizer = load_tokenizer(data["tokenizer"])

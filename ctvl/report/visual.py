@@ -13,7 +13,7 @@ Reduction, chosen by ``ReductionConfig.kind`` and taken from the shared library
 ``divprune``    keep ``keep`` tokens by greedy max-min cosine diversity (:func:`~ctvl.tokenizers.reduction.divprune`)
 ``topk``        keep ``keep`` tokens by summary attention, budget split over ``regions`` (VTC-CLS / HiRED)
 ``tokenpacker`` learned: coarse queries attend to their own region (:class:`~ctvl.tokenizers.reduction.TokenPacker`)
-``mqt``         learned: ``keep`` prefix queries cross-attend to all tokens (:class:`~ctvl.tokenizers.oned.MQTResampler`)
+``mqt``         learned: ``keep`` prefix queries attend to all tokens (:class:`~ctvl.tokenizers.oned.MQTResampler`)
 =============== ======================================================================================
 
 Selected or pooled tokens keep their grid position through a sin-cos code of the (t, h, w) coordinate,

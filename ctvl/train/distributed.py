@@ -8,8 +8,9 @@ device is a GPU, ``gloo`` on CPU. Every collective here is a no-op when ``world_
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.distributed as dist

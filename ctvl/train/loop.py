@@ -22,10 +22,11 @@ import inspect
 import itertools
 import math
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,8 +41,8 @@ from ctvl.train.checkpoint import (
 from ctvl.train.config import TrainConfig, accumulation_steps, load_config
 from ctvl.train.distributed import (
     DistContext,
-    average_gradients,
     all_reduce_mean,
+    average_gradients,
     broadcast_module,
     broadcast_object,
     init_distributed,
@@ -50,6 +51,7 @@ from ctvl.train.distributed import (
 from ctvl.train.ema import EMA
 from ctvl.train.metrics_log import MetricsLog, ProgressBar
 from ctvl.train.precision import Precision, resolve_precision
+from ctvl.train.resume import RunParts, restore_run, save_run
 from ctvl.train.rng import derive_seed, seed_everything
 from ctvl.train.schedule import build_scheduler
 from ctvl.train.sharding import (
@@ -58,7 +60,6 @@ from ctvl.train.sharding import (
     local_norm,
     shard_model,
 )
-from ctvl.train.resume import RunParts, restore_run, save_run
 from ctvl.train.task import TrainTask, to_device
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 
@@ -35,7 +34,7 @@ class Precision:
         """fp16 needs dynamic loss scaling; bf16 and fp32 do not."""
         return self.name == "fp16"
 
-    def autocast(self) -> ContextManager[object]:
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
         """Context for the forward pass and loss (backward runs outside it)."""
         if self.dtype is None:
             return contextlib.nullcontext()

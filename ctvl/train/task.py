@@ -17,7 +17,8 @@ single-process training with the same global batch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -58,9 +59,11 @@ class TrainTask(ABC):
         """Before an optimiser step (only with ``step_hooks``): this rank's micro-batches of the step (on the
         CPU, as ``batches`` yields them) and the :class:`~ctvl.train.distributed.DistContext`, for statistics
         that must cover the whole step on every rank (the LFQ batch entropy)."""
+        return None
 
     def end_step(self, model: nn.Module, step: int, ctx: Any) -> None:
         """After the optimiser steps of ``step`` (only with ``step_hooks``; every rank calls it)."""
+        return None
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The model's repeated blocks: FSDP shards each one (gathering one block's weights at a time) and

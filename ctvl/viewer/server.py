@@ -39,7 +39,8 @@ def check_bindable(host: str, port: int) -> None:
         except OSError as exc:
             reason = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc)).lower()
             raise ConfigError(
-                f"cannot listen on {host}:{port} ({reason}); pass another --port or --host, or stop the program using it"
+                f"cannot listen on {host}:{port} ({reason}); pass another --port or --host, "
+                "or stop the program using it"
             ) from exc
 
 

@@ -230,7 +230,10 @@ class Synthesizer:
         return parse_request(prompt, seed, steps, guidance, depth, max_depth=self.max_depth, max_steps=self.max_steps)
 
     def run(self, request: SynthesisRequest, out_dir: str | Path) -> SynthesisOutput:
-        """Generate one volume, classify it and write ``ctvl_synthetic_seed{seed}.nii.gz`` (+ ``.json``) into ``out_dir``."""
+        """Generate one volume, classify it, and write ``ctvl_synthetic_seed{seed}.nii.gz`` and its ``.json``.
+
+        Both go into ``out_dir``.
+        """
         from ctvl.synthesis import synthesize, write_result
 
         gen = self.generator()

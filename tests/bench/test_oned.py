@@ -2,8 +2,8 @@
 
 import torch
 
-from ctvl.bench.oned import oned_config, oned_data, train_titok
 from ctvl.bench.bench_data import BenchConfig
+from ctvl.bench.oned import oned_config, oned_data, train_titok
 from ctvl.tokenizers.oned import TiTok1D, tail_cut_cycle
 
 

@@ -6,7 +6,6 @@ import csv
 import json
 import shutil
 
-
 from ctvl.eval.run import read_rows, run_eval
 from tests.ranks import run_ranks
 from tests.report.factory import shared

@@ -217,7 +217,6 @@ def test_paper_config_builds_and_trains_one_step_at_reduced_size(tmp_path):
     """configs/ctrate-paper-report.yaml with the LM shrunk and tiny data: build, one optimiser step."""
     from ctvl.report.task import ReportTask
     from ctvl.train import load_config, read_metrics, train
-
     from tests.report.factory import shared
 
     art = shared()

@@ -6,7 +6,6 @@ import pytest
 
 from ctvl.errors import ConfigError, InputError
 from ctvl.report.text_tokenizer import (
-    drop_repeated_sentences,
     BOS,
     EOS,
     FINDINGS,
@@ -15,6 +14,7 @@ from ctvl.report.text_tokenizer import (
     IMPRESSION,
     SPECIAL_TOKENS,
     ReportTextTokenizer,
+    drop_repeated_sentences,
     format_report,
 )
 

@@ -7,8 +7,8 @@ import os
 import torch
 
 from ctvl.data.datasets import load_record_volume, scan_ctrate
-from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache, encode_volume, geometry_summary
 from ctvl.tokenizers.causal3d.bundle import load_tokenizer
+from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache, encode_volume, geometry_summary
 from tests.report.factory import shared, tiny_tokenizer_bundle
 
 

@@ -6,7 +6,8 @@ trained on deterministic random token sequences (sample ``i`` from a generator s
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn

@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import CtvlError
 from ctvl.report.bundle import DEFAULT_BUNDLE

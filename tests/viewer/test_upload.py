@@ -9,8 +9,8 @@ import pytest
 from ctvl.errors import InputError
 from ctvl.viewer.upload import (
     check_upload_size,
-    human_bytes,
     header_markdown,
+    human_bytes,
     load_scan,
     read_upload,
     staged_upload,

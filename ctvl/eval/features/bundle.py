@@ -5,8 +5,8 @@ float16 when float32 would exceed 1 MB), ``config.json`` (format, both net confi
 thresholds, ``preprocessing`` = ``PreprocessSpec.to_dict()``, training facts, held-out F1) and whatever
 extra files the writer adds (model card, plots). :func:`save_feature_nets` publishes it with
 :func:`ctvl.atomic.publish_dir` (built in a hidden folder beside the target, then swapped in), so a reader
-sees the old bundle or the new one, never a mixture. The default bundle ``ctvl/bundles/featurenets-phantom-cpu`` is trained by
-``pipelines/train_feature_nets.py``.
+sees the old bundle or the new one, never a mixture. The default bundle
+``ctvl/bundles/featurenets-phantom-cpu`` is trained by ``pipelines/train_feature_nets.py``.
 """
 
 from __future__ import annotations

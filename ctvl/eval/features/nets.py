@@ -18,8 +18,9 @@ concatenated mean and max (max keeps small findings a mean would dilute), then a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -14,8 +14,8 @@ from ctvl.tokenizers.causal3d.conv import CausalCache, CausalConv3d
 from ctvl.tokenizers.causal3d.model import (
     Causal3DConfig,
     Causal3DTokenizer,
-    Tokens,
     TokenizerOutput,
+    Tokens,
 )
 from ctvl.tokenizers.causal3d.slicewise import SliceTokenizer, latent_values, slicewise_config
 

@@ -219,7 +219,7 @@ def _open_folder(item: Mapping[str, Any], spec: Any, memory_mb: float, what: str
 
 
 def open_volumes(data: Mapping[str, Any], spec: Any) -> VolumeMix:
-    """The training volumes named by the ``data:`` section (``root`` and any ``mix`` folders), preprocessed with ``spec``.
+    """The training volumes named by the ``data:`` section (``root``, any ``mix`` folders), preprocessed by ``spec``.
 
     Raises:
         ConfigError: no ``data.root``, or a malformed ``mix`` entry.

@@ -85,7 +85,10 @@ def parse_model_section(model: Mapping[str, Any]) -> ModelSection:
 
 
 def parse_spec(value: Any) -> PreprocessSpec:
-    """``"cpu"`` / ``"cpu-iso"`` / ``"paper"`` presets, or a mapping of :class:`PreprocessSpec` fields (``preset`` + overrides)."""
+    """``"cpu"`` / ``"cpu-iso"`` / ``"paper"`` presets, or a mapping of :class:`PreprocessSpec` fields.
+
+    A mapping may name a ``preset`` and override some of its fields.
+    """
     presets = {"cpu": PreprocessSpec.cpu, "cpu-iso": PreprocessSpec.cpu_iso, "paper": PreprocessSpec.paper}
     if value is None:
         raise ConfigError("the tokenizer config needs data.preprocessing (cpu, cpu-iso, paper or a spec mapping)")
@@ -173,7 +176,10 @@ class TokenizerTask(TrainTask):
     def batches(
         self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Micro-batches ``{"volume": (B, 1, L, H, W)[, "slices": (B * singles, 1, H, W)]}`` (H, W: ``data.patch`` if set)."""
+        """Micro-batches ``{"volume": (B, 1, L, H, W)[, "slices": (B * singles, 1, H, W)]}``.
+
+        H, W are ``data.patch`` when it is set.
+        """
         if self.plan is None:
             self.setup(cfg)
         assert self.plan is not None and self.spec is not None

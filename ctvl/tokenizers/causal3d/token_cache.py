@@ -1,7 +1,8 @@
-"""Tokenizer latents per scan, cached on disk (shared by the report model and the generator): scan → the tokenizer bundle's preprocessing → latents.
+"""Tokenizer latents per scan, cached on disk, shared by the report model and the generator.
 
-Training (report model, text-to-CT generator) reads every scan's latents many times, and a frozen tokenizer gives the same latents each time,
-so they are computed once and cached with :class:`ctvl.data.cache.TensorCache`. The key covers the scan
+scan → the tokenizer bundle's preprocessing → latents. Training (report model, text-to-CT generator)
+reads every scan's latents many times, and a frozen tokenizer gives the same latents each time, so
+they are computed once and cached with :class:`ctvl.data.cache.TensorCache`. The key covers the scan
 file (path, mtime, size), the tokenizer's id (a digest of its weights and export config, which includes
 the preprocessing spec) and the encode path: a different tokenizer or spec is a miss, never a stale hit.
 An entry holds ``codes`` (D, t, h, w) float32 and ``indices`` (t, h, w) int32, and as metadata the

@@ -21,7 +21,7 @@ quantizer library shares this statistic across ranks and micro-batches.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
 from ctvl.eval.features.bundle import FeatureNets
 from ctvl.eval.features.extract import PLANES, plane_slices, slice_features, volume_features
 from ctvl.eval.features.frechet import fd_3d, fid_2p5d, frechet_distance
-from ctvl.data.transforms import PreprocessSpec
 from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 
 
