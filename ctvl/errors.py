@@ -8,6 +8,8 @@ and exits with code 2; the viewer shows it in the page.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
@@ -30,17 +32,35 @@ class ConfigError(CtvlError):
     """A configuration file or option is invalid."""
 
 
-def check_keys(given: object, known: object, what: str) -> None:
+def check_keys(
+    given: Iterable[str],
+    known: Iterable[str] | type,
+    what: str,
+    *,
+    where: str = "",
+    describe: Mapping[str, str] | None = None,
+) -> None:
     """Refuse keys a config section does not know (a typo never falls back to a default silently).
+
+    Every config reader (YAML sections, bundle ``config.json`` files) checks its keys with this one
+    function, so the messages read alike.
 
     Args:
         given: the keys found (e.g. a YAML mapping).
-        known: the keys allowed.
+        known: the keys allowed, or a dataclass whose field names they are.
         what: the section, for the message (e.g. ``"synthesis model"``).
+        where: the file or config, for the message (e.g. ``"the report config"``).
+        describe: a one-line description per known key, listed in the message instead of the bare names.
 
     Raises:
         ConfigError: naming the unknown keys and the known ones.
     """
-    unknown = sorted(set(given) - set(known))  # type: ignore[call-overload]
+    if isinstance(known, type) and dataclasses.is_dataclass(known):
+        names = {f.name for f in dataclasses.fields(known)}
+    else:
+        names = set(known)  # type: ignore[arg-type]
+    unknown = sorted(set(given) - names)
     if unknown:
-        raise ConfigError(f"unknown {what} key(s) {unknown}; known: {sorted(known)}")  # type: ignore[call-overload]
+        listed = "; ".join(f"{k}: {v}" for k, v in describe.items()) if describe else ", ".join(sorted(names))
+        place = f" in {where}" if where else ""
+        raise ConfigError(f"unknown {what} key(s) {unknown}{place}; known: {listed}")

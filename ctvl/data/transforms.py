@@ -38,14 +38,14 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from ctvl.data.separable import apply_axis_aligned
-from ctvl.errors import ConfigError, InputError
+from ctvl.errors import ConfigError, InputError, check_keys
 from ctvl.io.volume import Volume, VolumeMeta
 
 SPEC_VERSION = 1
@@ -138,10 +138,7 @@ class PreprocessSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessSpec:
         """Inverse of :meth:`to_dict`; unknown keys are a :class:`ConfigError`."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown preprocessing spec keys {unknown}; known: {sorted(names)}")
+        check_keys(data, cls, "preprocessing spec")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ctvl.errors import ConfigError
+from ctvl.errors import ConfigError, check_keys
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 
 LM_ARCHS = ("llama", "gpt2")
@@ -46,9 +46,7 @@ def lora_settings(raw: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"model.lora must be a mapping (keys {', '.join(LORA_DEFAULTS)}) or null, got {raw!r}")
-    unknown = sorted(set(raw) - set(LORA_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown model.lora key(s) {unknown}; known: {', '.join(LORA_DEFAULTS)}")
+    check_keys(raw, LORA_DEFAULTS, "model.lora")
     out = {**LORA_DEFAULTS, **raw}
     if int(out["r"]) < 1 or not float(out["alpha"]) > 0 or not 0.0 <= float(out["dropout"]) < 1.0:
         raise ConfigError(f"model.lora needs r >= 1, alpha > 0 and dropout in [0, 1), got {out}")

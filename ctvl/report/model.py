@@ -23,7 +23,7 @@ best. The visual tokens stay in the prompt for what the labels do not say (sizes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctvl.data.labels import NUM_LABELS
-from ctvl.errors import ConfigError
+from ctvl.errors import ConfigError, check_keys
 from ctvl.report.lm import LM_ARCHS, LM_DEFAULTS, build_lm, lora_settings
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.report.visual import ReductionConfig, VisualEncoder
@@ -65,9 +65,7 @@ class ReportModelConfig:
     def __post_init__(self) -> None:
         if self.visual not in ("tokenizer", "none"):
             raise ConfigError(f"model.visual must be 'tokenizer' or 'none', got {self.visual!r}")
-        unknown = sorted(set(self.lm) - set(LM_DEFAULTS))
-        if unknown:
-            raise ConfigError(f"unknown model.lm key(s) {unknown}; known: {sorted(LM_DEFAULTS)}")
+        check_keys(self.lm, LM_DEFAULTS, "model.lm")
         self.lm = {**LM_DEFAULTS, **self.lm}
         if self.lm["arch"] not in LM_ARCHS:
             raise ConfigError(f"model.lm.arch must be one of {', '.join(LM_ARCHS)}, got {self.lm['arch']!r}")
@@ -102,10 +100,7 @@ class ReportModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportModelConfig:
         """Build from the YAML ``model:`` mapping; unknown keys are a :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model key(s) {unknown} in the report config; known: {sorted(known)}")
+        check_keys(data, cls, "model", where="the report config")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

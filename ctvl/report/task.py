@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctvl.errors import ConfigError
+from ctvl.errors import ConfigError, check_keys
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.tokenizers.causal3d.bundle import tokenizer_identity
@@ -65,9 +65,7 @@ class ReportTask(TrainTask):
 
     # ------------------------------------------------------------------------------------ data
     def _data(self, cfg: TrainConfig) -> dict[str, Any]:
-        unknown = sorted(set(cfg.data) - set(DATA_KEYS))
-        if unknown:
-            raise ConfigError(f"unknown data key(s) {unknown} in the report config; known: {', '.join(DATA_KEYS)}")
+        check_keys(cfg.data, DATA_KEYS, "data", where="the report config")
         if not cfg.data.get("root"):
             raise ConfigError("data.root is required: a CT-RATE-layout dataset folder (e.g. `ctvl data phantom`)")
         return {"split": "train", "tokenizer": None, "cache_dir": str(_default_cache()), "limit": None, **cfg.data}

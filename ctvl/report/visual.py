@@ -24,7 +24,7 @@ projector, in the LM's width.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctvl.data.labels import NUM_LABELS
-from ctvl.errors import ConfigError
+from ctvl.errors import ConfigError, check_keys
 from ctvl.report.projector import ConvMixer, MLPProjector, grid_coordinates, sincos_positions
 
 REDUCTIONS = ("none", "pool", "divprune", "topk", "tokenpacker", "mqt")
@@ -64,10 +64,7 @@ class ReductionConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ReductionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data or {}) - known)
-        if unknown:
-            raise ConfigError(f"unknown model.reduction key(s) {unknown}; known: {sorted(known)}")
+        check_keys(data or {}, cls, "model.reduction")
         return cls(**(data or {}))
 
     def to_dict(self) -> dict[str, Any]:

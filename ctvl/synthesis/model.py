@@ -93,7 +93,7 @@ class SynthesisConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SynthesisConfig:
         """Build from the YAML ``model:`` mapping; unknown keys are a :class:`ConfigError`."""
-        check_keys(data, {f for f in cls.__dataclass_fields__}, "synthesis model")
+        check_keys(data, cls, "synthesis model")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,14 +19,14 @@ concatenated mean and max (max keeps small findings a mean would dilute), then a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from ctvl.data.labels import CTRATE_LABELS
-from ctvl.errors import ConfigError
+from ctvl.errors import ConfigError, check_keys
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,7 @@ class FeatureNetConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureNetConfig:
         """Inverse of :meth:`to_dict`; unknown keys are a :class:`ConfigError`."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown feature net config keys {unknown}; known: {sorted(names)}")
+        check_keys(data, cls, "feature net config")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ctvl.errors import ConfigError, InputError
+from ctvl.errors import ConfigError, InputError, check_keys
 from ctvl.train.rng import derive_seed
 
 STAGE_NAMES = {1: "local reconstruction", 2: "overlapping-window tiling", 3: "long-context decoder refinement"}
@@ -85,10 +85,7 @@ class StagePlan:
 
 def check_data_keys(data: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for a key of the ``data:`` section this task does not know."""
-    unknown = sorted(set(data) - set(DATA_KEYS))
-    if unknown:
-        known = "; ".join(f"{k}: {v}" for k, v in DATA_KEYS.items())
-        raise ConfigError(f"unknown data key(s) {unknown} in the tokenizer config; known keys: {known}")
+    check_keys(data, DATA_KEYS, "data", where="the tokenizer config", describe=DATA_KEYS)
 
 
 def stage_plan(stage: int, data: Mapping[str, Any], time_factor: int) -> StagePlan:
@@ -231,10 +228,7 @@ def open_volumes(data: Mapping[str, Any], spec: Any) -> VolumeMix:
     if not isinstance(mix, list) or not all(isinstance(m, Mapping) and m.get("root") for m in mix):
         raise ConfigError("data.mix must be a list of {root, weight[, use, split, max_volumes]} mappings")
     for m in mix:
-        if unknown := sorted(set(m) - {"root", "weight", "use", "split", "max_volumes", "cache_dir"}):
-            raise ConfigError(
-                f"unknown data.mix key(s) {unknown}; known: root, weight, use, split, max_volumes, cache_dir"
-            )
+        check_keys(m, ("root", "weight", "use", "split", "max_volumes", "cache_dir"), "data.mix")
     memory = float(data.get("memory_cache_mb", 2048)) / (1 + len(mix))
     sources = [_open_folder(data, spec, memory, "training data")]
     sources += [_open_folder(m, spec, memory, "data.mix") for m in mix]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctvl.errors import ConfigError, InputError
+from ctvl.errors import ConfigError, InputError, check_keys
 from ctvl.tokenizers.causal3d.decoder import Decoder
 from ctvl.tokenizers.causal3d.encoder import Encoder
 from ctvl.tokenizers.causal3d.haar import frames_to_volume, num_bands, volume_to_frames
@@ -118,10 +118,7 @@ class Causal3DConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Causal3DConfig:
         """Inverse of :meth:`to_dict`; unknown keys are a :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown causal3d config keys {unknown}; known: {sorted(names)}")
+        check_keys(d, cls, "causal3d config")
         return cls(**d)
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ctvl.data.transforms import PreprocessSpec
-from ctvl.errors import ConfigError
+from ctvl.errors import ConfigError, check_keys
 from ctvl.psnr import psnr_from_mse
 from ctvl.tokenizers.causal3d.bundle import KINDS, build_tokenizer, tokenizer_export
 from ctvl.tokenizers.causal3d.curriculum import (
@@ -70,9 +70,7 @@ def parse_model_section(model: Mapping[str, Any]) -> ModelSection:
     if kind not in KINDS:
         raise ConfigError(f"model.kind must be one of {', '.join(KINDS)}, got {kind!r}")
     loss_raw = raw.pop("loss", None) or {}
-    known_loss = {f.name for f in dataclasses.fields(TokenizerLossConfig)}
-    if unknown := sorted(set(loss_raw) - known_loss):
-        raise ConfigError(f"unknown model.loss key(s) {unknown}; known: {sorted(known_loss)}")
+    check_keys(loss_raw, TokenizerLossConfig, "model.loss")
     loss = TokenizerLossConfig(**loss_raw)
     match_depth = raw.pop("match_depth", None)
     arch = Causal3DConfig.from_dict(raw)
