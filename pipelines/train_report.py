@@ -182,7 +182,8 @@ def evaluate_all(names: list[str], facts: dict[str, Any], data: Path, out: Path,
             batch_size=16,
             meteor=None,
         )
-        assert result.metrics is not None, f"no report generated for {name}"
+        if result.metrics is None:
+            raise RuntimeError(f"no report generated for {name}")
         results[name] = {
             "metrics": result.metrics,
             "errors": result.errors,

@@ -206,7 +206,8 @@ def run_benchmark(
             t0 = time.perf_counter()
             train_titok(model, odata.train_2d, cfg.oned_steps, cfg.oned_batch, cfg.lr, gen, tick)
             train_s = time.perf_counter() - t0
-            assert model.quantizer is not None
+            if model.quantizer is None:
+                raise RuntimeError("TiTok1D was built without a quantizer")
             bits_per_token = model.quantizer.bits_per_token
             with torch.no_grad():
                 usage = model.quantizer.usage_stats(model.encode(odata.test_2d)[1])

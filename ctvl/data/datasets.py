@@ -217,7 +217,8 @@ def _natural(key: str) -> tuple:
 
 def _record(key: str, path: Path, tables: dict[str, dict[str, dict[str, str]]]) -> CTRateRecord:
     parts = ctrate.parse_volume_name(path.name)
-    assert parts is not None
+    if parts is None:
+        raise InputError(f"{path.name} is not a CT-RATE volume name (split_patient_scan_recon.nii.gz)", path=path)
     rec = CTRateRecord(
         volume_name=path.name,
         path=path,

@@ -131,7 +131,8 @@ class ReportTask(TrainTask):
     def _max_visual(self) -> int:
         from ctvl.report.visual import ReductionConfig, count_tokens
 
-        assert self.codes is not None and self.model_config is not None
+        if self.codes is None or self.model_config is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before _max_visual()")
         reduction = ReductionConfig.from_dict(self.model_config.reduction)
         extra = int(bool(self.model_config.summary_token))
         return max(count_tokens(reduction, tuple(c.shape[1:])) for c in self.codes) + extra
@@ -140,7 +141,8 @@ class ReportTask(TrainTask):
     def build_model(self, cfg: TrainConfig) -> nn.Module:
         self.prepare(cfg)
         seed_everything(cfg.seed)  # same initial weights whether the token cache was warm or cold
-        assert self.model_config is not None and self.text is not None
+        if self.model_config is None or self.text is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before build_model()")
         return ReportModel(self.model_config, self.text)
 
     def batches(
@@ -224,7 +226,8 @@ class ReportTask(TrainTask):
         return out["loss"], metrics
 
     def export_config(self) -> dict[str, Any]:
-        assert self.model_config is not None and self.text is not None
+        if self.model_config is None or self.text is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before export_config()")
         tok = self.tokenizer
         return {
             "format": EXPORT_FORMAT,

@@ -232,7 +232,8 @@ class VisualEncoder(nn.Module):
             out = out + self.position(sincos_positions(coords, POSITION_FEATURES))
         parts = list(out.split([s.tokens.shape[0] for s in selections]))
         if self.reduction.kind == "tokenpacker":
-            assert self.packer is not None
+            if self.packer is None:
+                raise RuntimeError("reduction 'tokenpacker' was built without its packer")
             packed = []
             for sel, part in zip(selections, parts):
                 grid = tuple(int(g) for g in sel.grid)
@@ -242,7 +243,8 @@ class VisualEncoder(nn.Module):
                 packed.append(self.packer(fmap)[0][0])  # (Nq, lm_dim)
             parts = packed
         elif self.reduction.kind == "mqt":
-            assert self.resampler is not None
+            if self.resampler is None:
+                raise RuntimeError("reduction 'mqt' was built without its resampler")
             parts = [self.resampler(part[None])[0] for part in parts]  # (keep, lm_dim) each
         if self.summary_token is None:
             return parts, None

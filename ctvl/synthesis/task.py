@@ -157,7 +157,8 @@ class SynthesisTask(TrainTask):
     def build_model(self, cfg: TrainConfig) -> nn.Module:
         self.prepare(cfg)
         seed_everything(cfg.seed)  # same initial weights whether the caches were warm or cold
-        assert self.model_config is not None and self.stats is not None
+        if self.model_config is None or self.stats is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before build_model()")
         model = LatentFlowGenerator(config=self.model_config)
         model.set_latent_stats(*self.stats)
         return model
@@ -174,7 +175,8 @@ class SynthesisTask(TrainTask):
     def batches(
         self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0
     ) -> Iterator[dict[str, Any]]:
-        assert self.codes is not None and self.model_config is not None
+        if self.codes is None or self.model_config is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before batches()")
         mc = self.model_config
         n, frames = len(self.codes), int(self.codes.shape[2])
         perms: dict[int, torch.Tensor] = {}
@@ -205,7 +207,8 @@ class SynthesisTask(TrainTask):
             micro += 1
 
     def loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
-        assert self.model_config is not None
+        if self.model_config is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before loss()")
         context = unwrap(model).context(batch["texts"])
         scheduler = make_scheduler(self.model_config)
         loss = flow_loss(model, scheduler, batch["x0"], batch["noise"], batch["times"], context)
@@ -215,7 +218,8 @@ class SynthesisTask(TrainTask):
     def export_config(self) -> dict[str, Any]:
         from ctvl.tokenizers.causal3d.bundle import tokenizer_identity
 
-        assert self.model_config is not None
+        if self.model_config is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before export_config()")
         tok = self.tokenizer
         return {
             "format": EXPORT_FORMAT,

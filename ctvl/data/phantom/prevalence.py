@@ -67,9 +67,10 @@ WEIGHTS: dict[str, dict[str, float]] = {
     "Interlobular septal thickening": {"ild": 2.2, "cardiac": 0.8, "Pleural effusion": 0.8},
 }
 ORDER: tuple[str, ...] = tuple(WEIGHTS)  # sampling order (causes before effects)
-assert set(ORDER) == set(CTRATE_LABELS) and all(
+if set(ORDER) != set(CTRATE_LABELS) or not all(
     c in LATENTS or ORDER.index(c) < ORDER.index(label) for label, w in WEIGHTS.items() for c in w
-)
+):
+    raise RuntimeError("phantom WEIGHTS must cover the 18 labels, each cause sampled before its effects")
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:

@@ -99,5 +99,6 @@ def _preprocess(records: Sequence[CTRateRecord], spec: PreprocessSpec, progress:
                 )
             out[i] = x.to(torch.float16)
             bar.advance(task)
-    assert out is not None
+    if out is None:
+        raise RuntimeError("no scans to stack")
     return out

@@ -88,7 +88,8 @@ class TokenizerLoss(nn.Module):
         return SSIMLoss(spatial_dims=2, data_range=2.0, win_size=win)(rs.float(), xs.float())
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.discriminator is not None
+        if self.discriminator is None:
+            raise RuntimeError("the adversarial loss needs a discriminator (loss.adversarial > 0)")
         return self.discriminator(to_slices(x))[-1]  # (B*T, 1, h, w) patch logits
 
     def generator_loss(

@@ -311,5 +311,6 @@ class Causal3DTokenizer(nn.Module):
                     out = part.new_empty(*part.shape[:2], depth, *part.shape[3:])
                 out[:, :, t0 : t0 + part.shape[2]] = part
                 t0 += part.shape[2]
-        assert out is not None and t0 == depth
+        if out is None or t0 != depth:
+            raise InputError(f"tokens decode to {t0} slices, expected {depth}")
         return out

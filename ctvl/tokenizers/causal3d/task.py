@@ -151,7 +151,8 @@ class TokenizerTask(TrainTask):
 
     def build_model(self, cfg: TrainConfig) -> nn.Module:
         self.setup(cfg)
-        assert self.section is not None and self.plan is not None
+        if self.section is None or self.plan is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before build_model()")
         model = build_tokenizer(self.section.kind, self.section.config)
         if not self.plan.train_encoder:
             for part in (model.encoder, model.quantizer):
@@ -160,14 +161,16 @@ class TokenizerTask(TrainTask):
         return model
 
     def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        assert self.plan is not None
+        if self.plan is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before trainable_parameters()")
         if not self.plan.train_encoder:
             return list(unwrap(model).decoder.parameters())
         return [p for p in model.parameters() if p.requires_grad]
 
     def extra_modules(self, cfg: TrainConfig, model: nn.Module) -> dict[str, nn.Module]:
         """The patch discriminator (with its LeCAM anchors) when ``model.loss.adversarial_weight > 0``."""
-        assert self.criterion is not None
+        if self.criterion is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before extra_modules()")
         return {"disc": self.criterion} if self.criterion.discriminator is not None else {}
 
     # -------------------------------------------------------------------------------------- data
@@ -180,7 +183,8 @@ class TokenizerTask(TrainTask):
         """
         if self.plan is None:
             self.setup(cfg)
-        assert self.plan is not None and self.spec is not None
+        if self.plan is None or self.spec is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before batches()")
         source = open_volumes(cfg.data, self.spec)
         (w0, w1), (o0, o1) = self.spec.window, self.spec.out_range
         tissue = o0 + (min(max(-900.0, w0), w1) - w0) / (w1 - w0) * (o1 - o0)  # -900 HU in model units
@@ -195,7 +199,8 @@ class TokenizerTask(TrainTask):
 
     # -------------------------------------------------------------------------------------- loss
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict]:
-        assert self.plan is not None and self.criterion is not None
+        if self.plan is None or self.criterion is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before loss()")
         tok: Causal3DTokenizer = unwrap(model)
         self.criterion.to(batch["volume"].device)
         if self.plan.train_encoder:
@@ -259,7 +264,8 @@ class TokenizerTask(TrainTask):
             self.criterion.update_anchors(lambda t: all_reduce_sum(t, ctx))
 
     def extra_loss(self, name: str, module: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict] | None:
-        assert self.criterion is not None
+        if self.criterion is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before extra_loss()")
         if name != "disc" or self._gan_pair is None or not self.criterion.gan_active(step):
             return None
         real, fake = self._gan_pair
@@ -267,7 +273,8 @@ class TokenizerTask(TrainTask):
 
     # ------------------------------------------------------------------------------------ export
     def export_config(self) -> dict[str, Any]:
-        assert self.section is not None and self.spec is not None and self.plan is not None
+        if self.section is None or self.spec is None or self.plan is None:
+            raise RuntimeError("the task is not set up: the trainer calls setup() before export_config()")
         extra: dict[str, Any] = {"stage_name": self.plan.name, "loss": dataclasses.asdict(self.section.loss)}
         if self.section.base is not None:
             extra["matches"] = {

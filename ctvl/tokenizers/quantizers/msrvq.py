@@ -189,7 +189,8 @@ class MultiScaleResidualVQ(Quantizer):
             codes = self.codebook.get_output_from_indices(idx.long()).transpose(1, 2).reshape(b, self.dim, *shape)
             h = self._refine(k, self._upsample(codes, spatial))
             f_hat = h if f_hat is None else f_hat + h
-        assert f_hat is not None
+        if f_hat is None:
+            raise RuntimeError("indices_to_codes needs at least one scale")
         return f_hat.movedim(1, -1) if self.channel_last else f_hat
 
 
