@@ -52,7 +52,7 @@ def run(variant: str, seed: int, cfg: BenchConfig, data: BenchData) -> dict:
     drop, share = VARIANTS[variant]
     torch.manual_seed(seed)
     config = replace(oned_config(cfg, drop, data.test_2d.shape[2:]), full_share=share)
-    model = TiTok1D(config)
+    model = TiTok1D(config=config)
     t0 = time.perf_counter()
     train_titok(model, data.train_2d, cfg.oned_steps, cfg.oned_batch, cfg.lr, torch.Generator().manual_seed(seed))
     train_s = time.perf_counter() - t0

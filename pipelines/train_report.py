@@ -65,7 +65,7 @@ def fill_cache(data: Path, tokenizer: str, cache: Path) -> float:
     began = time.perf_counter()
     records = scan_ctrate(data, split="train", require=("reports",)).records
     tok = load_tokenizer(tokenizer)
-    VisualTokenCache(tok, cache).codes_many(records)
+    VisualTokenCache(tokenizer=tok, root=cache).codes_many(records)
     return time.perf_counter() - began
 
 

@@ -74,7 +74,7 @@ def ensure_phantoms(root: Path, n_train: int, n_valid: int, grid: str = "cpu") -
             root, n, DATA_SEED, split=split, shape=GRIDS[grid]["shape"], spacing=GRIDS[grid]["spacing"], progress=True
         )
     spec = PreprocessSpec.cpu_iso() if grid == "cpu-iso" else PreprocessSpec.cpu()
-    train = CTRateDataset(scan_ctrate(root, split="train"), spec, cache_dir=root / ".cache" / "preprocess")
+    train = CTRateDataset(source=scan_ctrate(root, split="train"), spec=spec, cache_dir=root / ".cache" / "preprocess")
     for i in range(len(train)):  # the cache the training configs read (data.cache_dir default)
         train.image(i)
     return time.perf_counter() - t0
@@ -101,7 +101,7 @@ def train_run(task_stage: int, config: Path, overrides: list[str]) -> dict[str, 
     else:
         print(f"$ {command}", flush=True)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        result = train(TokenizerTask(task_stage), cfg, resume=latest is not None)
+        result = train(TokenizerTask(stage=task_stage), cfg, resume=latest is not None)
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
         timing = {

@@ -7,6 +7,7 @@ with the tool's own report.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -46,3 +47,18 @@ def test_ruff_lint() -> None:
 def test_ruff_format() -> None:
     proc = run(tool("ruff"), "format", "--check", "ctvl", "pipelines", "app", "tests")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_constructors_are_keyword_only() -> None:
+    """Every public class in ctvl takes its constructor arguments by keyword (exceptions excepted)."""
+    positional = []
+    for path in sorted((REPO / "ctvl").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef) or node.name.startswith("_") or node.name.endswith("Error"):
+                continue
+            for fn in node.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "__init__":
+                    args = fn.args.posonlyargs + fn.args.args
+                    if len(args) > 1:
+                        positional.append(f"{path.relative_to(REPO)}:{fn.lineno} {node.name}({args[1].arg}, ...)")
+    assert not positional, "constructors with positional parameters:\n" + "\n".join(positional)

@@ -35,7 +35,9 @@ from ctvl.tokenizers.quantizers import Quantizer, build_quantizer
 class TinyAutoencoder(nn.Module):
     """Conv autoencoder, 4× down per axis: (B, 1, *S) → latent (B, D, *S/4) → (B, 1, *S)."""
 
-    def __init__(self, spatial_dims: int, latent_dim: int, width: int = 32, quantizer: Quantizer | None = None) -> None:
+    def __init__(
+        self, *, spatial_dims: int, latent_dim: int, width: int = 32, quantizer: Quantizer | None = None
+    ) -> None:
         super().__init__()
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
         up = nn.Upsample(scale_factor=2, mode="nearest")
@@ -176,7 +178,9 @@ def run_benchmark(
                     kwargs["spatial_dims"] = sd
                 torch.manual_seed(cfg.seed)
                 quantizer = build_quantizer(kind, cfg.latent_dim, **kwargs) if kind else None
-                model = TinyAutoencoder(sd, cfg.latent_dim, cfg.width, quantizer)
+                model = TinyAutoencoder(
+                    spatial_dims=sd, latent_dim=cfg.latent_dim, width=cfg.width, quantizer=quantizer
+                )
                 gen = torch.Generator().manual_seed(cfg.seed)
                 t0 = time.perf_counter()
                 train_autoencoder(model, train, cfg.steps, batch, cfg.lr, gen, tick)
@@ -201,7 +205,7 @@ def run_benchmark(
         for drop, name in (("nested", "titok-nested-dropout"), ("tail", "titok-tail-drop")):
             bar.update(task, description=f"1d {name}")
             torch.manual_seed(cfg.seed)
-            model = TiTok1D(oned_config(cfg, drop, odata.test_2d.shape[2:]))
+            model = TiTok1D(config=oned_config(cfg, drop, odata.test_2d.shape[2:]))
             gen = torch.Generator().manual_seed(cfg.seed)
             t0 = time.perf_counter()
             train_titok(model, odata.train_2d, cfg.oned_steps, cfg.oned_batch, cfg.lr, gen, tick)

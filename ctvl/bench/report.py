@@ -72,7 +72,7 @@ def warm(scan: str, model: str | None, threads: int, repeats: int) -> dict[str, 
         began = time.perf_counter()
         generate_report(scan, loaded, labeler=ReportLabeler())
         runs.append(time.perf_counter() - began)
-    gen = ReportGenerator(loaded, labeler=ReportLabeler())
+    gen = ReportGenerator(loaded=loaded, labeler=ReportLabeler())
     t: dict[str, float] = {}
     mark = time.perf_counter()
     volume = read_scan(scan)

@@ -99,7 +99,7 @@ def _build(model: str | None, arch: str):
         arch = "cpu"
     torch.manual_seed(0)
     config = {"cpu": Causal3DConfig.cpu, "paper": Causal3DConfig.paper}[arch]()
-    return Causal3DTokenizer(config).eval(), f"random {arch} weights"
+    return Causal3DTokenizer(config=config).eval(), f"random {arch} weights"
 
 
 def measure(op: str, depth: int, size: int, model: str | None = None, arch: str = "bundle") -> dict[str, Any]:

@@ -37,7 +37,7 @@ def app_cmd(
         report_fn = default_report_fn()  # without an installed bundle the Report tab says so
     synthesizer = None
     if not no_synthesis:
-        synthesizer = Synthesizer(generator, classify=default_classifier())  # the default loads on first use
+        synthesizer = Synthesizer(bundle=generator, classify=default_classifier())  # the default loads on first use
         if generator is not None:
             synthesizer.generator()  # an explicit bundle that cannot be loaded is an error now
     serve(

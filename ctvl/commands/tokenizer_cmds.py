@@ -40,9 +40,9 @@ def train_tokenizer_cmd(
     if dry_run:
         from ctvl.commands.dry_run import print_dry_run
 
-        print_dry_run(TokenizerTask(stage), config, list(overrides or []), gpus, as_json)
+        print_dry_run(TokenizerTask(stage=stage), config, list(overrides or []), gpus, as_json)
         return
-    result = run_training(TokenizerTask(stage), config, list(overrides or []), resume=resume)
+    result = run_training(TokenizerTask(stage=stage), config, list(overrides or []), resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         loss = "n/a" if result.loss is None else f"{result.loss:.4g}"
         typer.echo(

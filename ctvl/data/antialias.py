@@ -22,7 +22,7 @@ class GaussianAntiAliasd(MapTransform):
     on purpose: ``Compose.inverse`` skips it.
     """
 
-    def __init__(self, keys: Hashable | Sequence[Hashable], sigmas: Sequence[float]) -> None:
+    def __init__(self, *, keys: Hashable | Sequence[Hashable], sigmas: Sequence[float]) -> None:
         super().__init__(keys)
         self.sigmas = tuple(float(s) if s >= 0.25 else 0.0 for s in sigmas)
 

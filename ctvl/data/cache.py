@@ -50,7 +50,7 @@ class TensorCache:
         hits, misses: counts since construction (a corrupt entry counts as a miss and is removed).
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, *, root: str | Path) -> None:
         self.root = Path(root)
         self.hits = 0
         self.misses = 0

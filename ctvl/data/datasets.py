@@ -275,6 +275,7 @@ class CTRateDataset(Dataset):
 
     def __init__(
         self,
+        *,
         source: str | Path | CTRateIndex,
         spec: PreprocessSpec,
         split: str | None = None,
@@ -288,7 +289,7 @@ class CTRateDataset(Dataset):
         self.index = index
         self.spec = spec
         self.reader = reader
-        self.cache = TensorCache(cache_dir) if cache_dir is not None else None
+        self.cache = TensorCache(root=cache_dir) if cache_dir is not None else None
 
     @property
     def records(self) -> list[CTRateRecord]:

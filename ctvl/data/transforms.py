@@ -233,7 +233,7 @@ class PreprocessSpec:
             if max(sigmas) >= 0.25:
                 from ctvl.data.antialias import GaussianAntiAliasd
 
-                chain.append(GaussianAntiAliasd(_KEY, sigmas))
+                chain.append(GaussianAntiAliasd(keys=_KEY, sigmas=sigmas))
         (a0, a1), (b0, b1) = self.window, self.out_range
         chain += [
             Spacingd(

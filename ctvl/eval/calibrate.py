@@ -91,7 +91,7 @@ def calibrate_on_split(
     if loaded.tokenizer is None:
         raise ValueError("a text-only report model has no label head to calibrate")
     records = scan_ctrate(Path(data_root), split=split, require=("labels",)).records
-    items = VisualTokenCache(loaded.tokenizer, cache_dir).codes_many(records)
+    items = VisualTokenCache(tokenizer=loaded.tokenizer, root=cache_dir).codes_many(records)
     probs = label_probabilities_on(loaded.model, [it["codes"] for it in items])
     labels = np.stack([r.labels for r in records])
     threshold, scores = choose_threshold(probs, labels)

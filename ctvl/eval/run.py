@@ -269,7 +269,9 @@ def run_eval(
     ctx = init_distributed("cpu")
     try:
         loaded = load_report_model(model)
-        generator = ReportGenerator(loaded, labeler=ReportLabeler(), num_beams=num_beams, max_new_tokens=max_new_tokens)
+        generator = ReportGenerator(
+            loaded=loaded, labeler=ReportLabeler(), num_beams=num_beams, max_new_tokens=max_new_tokens
+        )
         done = {k for k, row in read_rows(out / PRED_DIR).items() if not row.get("error")}
         barrier(ctx)  # every rank has read the same set before any rank writes
         todo = [r for r in records if r.volume_name not in done]

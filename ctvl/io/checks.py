@@ -227,7 +227,7 @@ class IssueLog:
         strict: refuse (True) or only report (False).
     """
 
-    def __init__(self, path: str, strict: bool) -> None:
+    def __init__(self, *, path: str, strict: bool) -> None:
         self.path = path
         self.strict = strict
         self.warnings: list[str] = []

@@ -120,7 +120,7 @@ def read_volume(
         raise ConfigError("metadata row has no usable RescaleSlope/RescaleIntercept")
     if not path.exists():
         raise InputError("no such file or folder", path=path)
-    log = IssueLog(str(path), strict)
+    log = IssueLog(path=str(path), strict=strict)
     kind = detect_format(path)
     if kind == "nifti":
         volume = read_nifti(path, log=log, max_voxels=max_voxels, metadata=row, rescale=rescale)

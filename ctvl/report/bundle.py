@@ -86,7 +86,7 @@ def load_report_model(path: str | Path | None = None, device: str | torch.device
     export = _export_of(config, folder)
     try:
         text = ReportTextTokenizer.from_dict(export["text_tokenizer"])
-        model = ReportModel(ReportModelConfig.from_dict(export["model"]), text)
+        model = ReportModel(config=ReportModelConfig.from_dict(export["model"]), text=text)
     except CtvlError as exc:
         raise InputError(f"invalid report config.json: {exc}", path=folder) from None
     load_weights(model, state, folder)

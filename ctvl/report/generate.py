@@ -152,8 +152,8 @@ class ReportGenerator:
 
     def __init__(
         self,
-        loaded: LoadedReportModel,
         *,
+        loaded: LoadedReportModel,
         labeler: TextLabeler,
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
@@ -261,5 +261,5 @@ def generate_report(
             pending = pool.submit(read_scan, path_or_volume, series)
             loaded = _loaded(bundle)
             volume = pending.result()
-    generator = ReportGenerator(loaded, labeler=labeler, num_beams=num_beams, max_new_tokens=max_new_tokens)
+    generator = ReportGenerator(loaded=loaded, labeler=labeler, num_beams=num_beams, max_new_tokens=max_new_tokens)
     return generator.report(volume).as_dict()

@@ -126,7 +126,7 @@ class ReportModel(nn.Module):
         text: the text tokenizer (its vocabulary size sizes the LM).
     """
 
-    def __init__(self, config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> None:
+    def __init__(self, *, config: ReportModelConfig, text: ReportTextTokenizer, pretrained: bool = True) -> None:
         super().__init__()
         self.config, self.text = config, text
         self.lm = build_lm(lm=config.lm, lm_path=config.lm_path, lora=config.lora, text=text, pretrained=pretrained)
@@ -134,15 +134,15 @@ class ReportModel(nn.Module):
         self.visual: VisualEncoder | None = None
         if config.visual == "tokenizer":
             self.visual = VisualEncoder(
-                config.visual_dim,
-                width,
-                ReductionConfig.from_dict(config.reduction),
-                config.projector_hidden,
-                config.projector_layers,
-                config.positions,
-                config.conv_layers,
-                config.conv_width,
-                config.summary_token,
+                in_dim=config.visual_dim,
+                lm_dim=width,
+                reduction=ReductionConfig.from_dict(config.reduction),
+                projector_hidden=config.projector_hidden,
+                projector_layers=config.projector_layers,
+                positions=config.positions,
+                conv_layers=config.conv_layers,
+                conv_width=config.conv_width,
+                summary=config.summary_token,
             )
         self.aux_head = nn.Linear(width, NUM_LABELS) if config.aux_label_weight > 0 else None
         self.diagnosis: nn.Embedding | None = None

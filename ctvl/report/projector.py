@@ -25,7 +25,7 @@ class MLPProjector(nn.Module):
         layers: number of Linear layers (>= 1; 1 = a linear projection).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int | None = None, layers: int = 2) -> None:
+    def __init__(self, *, in_dim: int, out_dim: int, hidden: int | None = None, layers: int = 2) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"projector layers must be >= 1, got {layers}")
@@ -59,7 +59,7 @@ class ConvMixer(nn.Module):
         layers: number of Conv3d + GELU layers (>= 1).
     """
 
-    def __init__(self, in_dim: int, width: int = 64, layers: int = 3) -> None:
+    def __init__(self, *, in_dim: int, width: int = 64, layers: int = 3) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"conv layers must be >= 1, got {layers}")

@@ -102,7 +102,7 @@ class ReportTask(TrainTask):
             self.tokenizer = load_tokenizer(data["tokenizer"])
             mc.visual_dim = int(self.tokenizer.model.config.token_channels)
             rank, world, _ = env_ranks()
-            cache = VisualTokenCache(self.tokenizer, data["cache_dir"])
+            cache = VisualTokenCache(tokenizer=self.tokenizer, root=data["cache_dir"])
             entries = cache.codes_many(records, progress=_progress(rank, len(records)), rank=rank, world_size=world)
             from ctvl.report.visual import ReductionConfig, select_tokens
 
@@ -143,7 +143,7 @@ class ReportTask(TrainTask):
         seed_everything(cfg.seed)  # same initial weights whether the token cache was warm or cold
         if self.model_config is None or self.text is None:
             raise RuntimeError("the task is not set up: the trainer calls setup() before build_model()")
-        return ReportModel(self.model_config, self.text)
+        return ReportModel(config=self.model_config, text=self.text)
 
     def batches(
         self, cfg: TrainConfig, rank: int, world_size: int, seed: int, start: int = 0
@@ -182,7 +182,7 @@ class ReportTask(TrainTask):
         else:
             text = _SizedText(ReportTextTokenizer.train(_DRY_CORPUS, vocab_size=mc.vocab_size), mc.vocab_size)
         self.model_config, self.text = mc, text
-        return ReportModel(mc, text, pretrained=False)
+        return ReportModel(config=mc, text=text, pretrained=False)
 
     def activation_bytes(self, cfg: TrainConfig, model: nn.Module, micro_batch: int) -> int | None:
         """Analytic LM activations at the longest sequence the config allows (``model.lm.max_position_embeddings``)."""

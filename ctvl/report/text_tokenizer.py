@@ -46,7 +46,7 @@ class ReportTextTokenizer:
         source: for ``hf``, the folder it was loaded from (stored in checkpoints instead of the vocabulary).
     """
 
-    def __init__(self, backend: Any, kind: str = "bpe", source: str | None = None) -> None:
+    def __init__(self, *, backend: Any, kind: str = "bpe", source: str | None = None) -> None:
         if kind not in ("bpe", "hf"):
             raise ConfigError(f"text tokenizer kind must be 'bpe' or 'hf', got {kind!r}")
         self.backend, self.kind, self.source = backend, kind, source
@@ -84,7 +84,7 @@ class ReportTextTokenizer:
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer=trainer)
-        return cls(tok, "bpe")
+        return cls(backend=tok, kind="bpe")
 
     @classmethod
     def from_pretrained_lm(cls, path: str | Path) -> ReportTextTokenizer:
@@ -97,7 +97,7 @@ class ReportTextTokenizer:
             raise ConfigError(f"cannot load the LM's tokenizer: {str(exc).splitlines()[0]}", path=path) from None
         present = set(tok.get_vocab())
         tok.add_special_tokens({"additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in present]})
-        return cls(tok, "hf", str(path))
+        return cls(backend=tok, kind="hf", source=str(path))
 
     # ------------------------------------------------------------------------------------ (de)serialising
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +113,7 @@ class ReportTextTokenizer:
         if kind == "bpe":
             from tokenizers import Tokenizer
 
-            return cls(Tokenizer.from_str(json.dumps(data["tokenizer"])), "bpe")
+            return cls(backend=Tokenizer.from_str(json.dumps(data["tokenizer"])), kind="bpe")
         if kind == "hf":
             return cls.from_pretrained_lm(data["source"])
         raise ConfigError(f"unknown stored text tokenizer kind {kind!r}")

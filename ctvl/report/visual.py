@@ -118,7 +118,7 @@ def select_tokens(codes: torch.Tensor, reduction: ReductionConfig) -> Selection:
     if r.kind == "pool":
         from ctvl.tokenizers.oned import NestedPooling
 
-        pooled = NestedPooling(3, [tuple(r.grid)]).pool(x, 0)[0]  # (k, D)
+        pooled = NestedPooling(spatial_dims=3, levels=[tuple(r.grid)]).pool(x, 0)[0]  # (k, D)
         return Selection(pooled, torch.arange(pooled.shape[0], device=x.device), tuple(r.grid), x[0])
     if r.kind == "divprune":
         from ctvl.tokenizers.reduction import divprune
@@ -151,6 +151,7 @@ class VisualEncoder(nn.Module):
 
     def __init__(
         self,
+        *,
         in_dim: int,
         lm_dim: int,
         reduction: ReductionConfig,
@@ -163,11 +164,15 @@ class VisualEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.in_dim, self.lm_dim, self.reduction = in_dim, lm_dim, reduction
-        self.conv = ConvMixer(in_dim, conv_width, conv_layers) if conv_layers > 0 else None
+        self.conv = ConvMixer(in_dim=in_dim, width=conv_width, layers=conv_layers) if conv_layers > 0 else None
         feature_dim = conv_width if self.conv is not None else in_dim
-        self.projector = MLPProjector(feature_dim, lm_dim, projector_hidden, projector_layers)
+        self.projector = MLPProjector(
+            in_dim=feature_dim, out_dim=lm_dim, hidden=projector_hidden, layers=projector_layers
+        )
         self.summary_token = (
-            MLPProjector(2 * feature_dim, lm_dim, projector_hidden, projector_layers) if summary else None
+            MLPProjector(in_dim=2 * feature_dim, out_dim=lm_dim, hidden=projector_hidden, layers=projector_layers)
+            if summary
+            else None
         )
         self.label_head = nn.Linear(2 * feature_dim, NUM_LABELS) if summary else None
         self.position = nn.Linear(POSITION_FEATURES, lm_dim) if positions else None
@@ -179,11 +184,15 @@ class VisualEncoder(nn.Module):
         if reduction.kind == "tokenpacker":
             from ctvl.tokenizers.reduction import TokenPacker
 
-            self.packer = TokenPacker(3, lm_dim, lm_dim, factor=reduction.factor, heads=reduction.heads)
+            self.packer = TokenPacker(
+                spatial_dims=3, dim=lm_dim, out_dim=lm_dim, factor=reduction.factor, heads=reduction.heads
+            )
         elif reduction.kind == "mqt":
             from ctvl.tokenizers.oned import MQTResampler
 
-            self.resampler = MQTResampler(lm_dim, reduction.keep, depth=reduction.depth, heads=reduction.heads)
+            self.resampler = MQTResampler(
+                dim=lm_dim, num_queries=reduction.keep, depth=reduction.depth, heads=reduction.heads
+            )
 
     def num_tokens(self, grid: tuple[int, int, int]) -> int:
         """Visual tokens the LM receives for a latent grid (t, h, w)."""
@@ -216,7 +225,7 @@ class VisualEncoder(nn.Module):
             if self.reduction.kind == "pool":
                 from ctvl.tokenizers.oned import NestedPooling
 
-                out.append(NestedPooling(3, [tuple(self.reduction.grid)]).pool(fmap[None], 0)[0])
+                out.append(NestedPooling(spatial_dims=3, levels=[tuple(self.reduction.grid)]).pool(fmap[None], 0)[0])
             else:
                 out.append(fmap.flatten(1).T[sel.indices])
         return out

@@ -57,7 +57,7 @@ def text_contexts(prompts: list[str], max_tokens: int, cache_dir: str | None) ->
     from ctvl.synthesis.text import TextEncoder
 
     digest = hashlib.sha256(json.dumps([ENCODER_ID, max_tokens, prompts]).encode()).hexdigest()[:40]
-    cache = TensorCache(Path(cache_dir) / "synthesis-text") if cache_dir else None
+    cache = TensorCache(root=Path(cache_dir) / "synthesis-text") if cache_dir else None
     found = cache.load(digest) if cache is not None else None
     if found is None:
         encoder = TextEncoder(max_tokens=max_tokens)
@@ -118,7 +118,7 @@ class SynthesisTask(TrainTask):
         self.tokenizer = load_tokenizer(data["tokenizer"])
         mc.latent_channels = int(self.tokenizer.model.config.token_channels)
         rank, world, _ = env_ranks()
-        cache = VisualTokenCache(self.tokenizer, data["cache_dir"])
+        cache = VisualTokenCache(tokenizer=self.tokenizer, root=data["cache_dir"])
         entries = cache.codes_many(records, rank=rank, world_size=world)
         codes = torch.stack([e["codes"].float() for e in entries])  # (N, C, t, h, w)
         mean = codes.mean(dim=(0, 2, 3, 4))

@@ -21,7 +21,7 @@ class EMA:
         decay: weight of the old average per update, in (0, 1), e.g. 0.999.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, *, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay

@@ -137,13 +137,13 @@ def _train(task: TrainTask, cfg: TrainConfig, resume: bool, ctx: DistContext) ->
         seed_everything(derive_seed(cfg.seed, ctx.rank))  # training-time randomness differs per rank
     batches = _batch_stream(task, cfg, ctx, start * accum)
 
-    log = MetricsLog(run_dir / "metrics.jsonl", enabled=ctx.is_main, resume_step=start if ckpt else None)
+    log = MetricsLog(path=run_dir / "metrics.jsonl", enabled=ctx.is_main, resume_step=start if ckpt else None)
     last_loss: float | None = None
     newest = ckpt
     began, window_began = time.perf_counter(), time.perf_counter()
     window_steps = 0  # steps timed by this process in the current window
     try:
-        with ProgressBar(cfg.steps, start, cfg.run_name, enabled=ctx.is_main) as bar:
+        with ProgressBar(total=cfg.steps, start=start, description=cfg.run_name, enabled=ctx.is_main) as bar:
             single = (
                 "strategy fsdp with one process: nothing to shard, the model trains whole"
                 if cfg.strategy == "fsdp" and not ctx.is_distributed
@@ -231,7 +231,7 @@ def _build(task: TrainTask, cfg: TrainConfig, ctx: DistContext, precision: Preci
     for module in extras.values():
         module.to(ctx.device)
         broadcast_module(module, ctx)
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    ema = EMA(model=model, decay=cfg.ema_decay) if cfg.ema_decay else None
     decay = [p for p in trainable if p.ndim >= 2]  # weights decay; biases and norm gains do not
     no_decay = [p for p in trainable if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -51,7 +51,7 @@ class MetricsLog:
             ``step <= resume_step`` and append after them.
     """
 
-    def __init__(self, path: str | Path, enabled: bool, resume_step: int | None = None) -> None:
+    def __init__(self, *, path: str | Path, enabled: bool, resume_step: int | None = None) -> None:
         self.path = Path(path)
         self._fh = None
         if not enabled:
@@ -87,7 +87,7 @@ class ProgressBar:
         enabled: show it only when True.
     """
 
-    def __init__(self, total: int, start: int, description: str, enabled: bool) -> None:
+    def __init__(self, *, total: int, start: int, description: str, enabled: bool) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

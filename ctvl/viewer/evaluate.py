@@ -134,7 +134,7 @@ class WorkDirs:
     outlive the request briefly; pruning on each :meth:`new` bounds the disk a long-running app uses.
     """
 
-    def __init__(self, root: str | Path | None = None, ttl_s: float = 3600.0) -> None:
+    def __init__(self, *, root: str | Path | None = None, ttl_s: float = 3600.0) -> None:
         self._root = Path(root) if root is not None else None
         self.ttl_s = ttl_s
 

@@ -36,7 +36,7 @@ def bundle_report_fn(bundle: str | Path | None = None, evidence: bool = True) ->
     from ctvl.report.text_tokenizer import format_report
 
     loaded = load_report_model(bundle)
-    generator = ReportGenerator(loaded, labeler=ReportLabeler())
+    generator = ReportGenerator(loaded=loaded, labeler=ReportLabeler())
     lock = threading.Lock()  # the model and its thread setting are shared: one scan at a time
 
     def report_fn(volume: Volume) -> ReportOutput:

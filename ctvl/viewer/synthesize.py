@@ -182,8 +182,8 @@ class Synthesizer:
 
     def __init__(
         self,
-        bundle: str | Path | None = None,
         *,
+        bundle: str | Path | None = None,
         classify: Classifier | None = None,
         loader: Callable[[Any], Any] | None = None,
         labeler: Callable[[str], dict] | None = None,
@@ -323,7 +323,7 @@ def summarize(
 class FeatureNetClassifier:
     """:mod:`ctvl.eval.features`' CTNet3D as a Synthesize-tab classifier (thresholds and spec from its bundle)."""
 
-    def __init__(self, nets) -> None:
+    def __init__(self, *, nets) -> None:
         self.nets = nets
         self.spec = nets.spec
         self.thresholds = {name: float(t) for name, t in zip(CTRATE_LABELS, nets.thresholds.tolist())}
@@ -353,7 +353,7 @@ def default_classifier(bundle: str | Path | None = None) -> Classifier | None:
     except (ImportError, CtvlError) as exc:
         log.warning("no classifier for the Synthesize tab: %s", exc)
         return None
-    return FeatureNetClassifier(nets)
+    return FeatureNetClassifier(nets=nets)
 
 
 __all__ = [

@@ -13,7 +13,7 @@ def test_tail_drop_training_draws_one_stratified_cycle_of_cuts():
     config = oned_config(cfg, "tail", (16, 16))
     assert config.full_share == oned_config(cfg, "nested", (16, 16)).full_share == cfg.oned_full_share == 0.5
     torch.manual_seed(0)
-    model = TiTok1D(config)
+    model = TiTok1D(config=config)
     seen: list[int] = []
     model.decoder.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[1] - 16))  # minus 16 patches
     slices = torch.rand(12, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -33,7 +33,7 @@ def test_autoencoder_evaluation_reports_bits_and_usage(spatial_dims, shape, meth
     kind, kwargs = METHODS[method]
     kwargs = {**kwargs, "spatial_dims": spatial_dims} if kind == "msrvq" else kwargs
     quantizer = build_quantizer(kind, 8, **kwargs) if kind else None
-    model = TinyAutoencoder(spatial_dims, 8, 8, quantizer)
+    model = TinyAutoencoder(spatial_dims=spatial_dims, latent_dim=8, width=8, quantizer=quantizer)
     row = evaluate_autoencoder(model, torch.rand(3, 1, *shape) * 2 - 1)
     voxels_per_latent = 4**spatial_dims
     if kind is None:

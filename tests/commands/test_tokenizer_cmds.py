@@ -27,7 +27,7 @@ def tiny_bundle(folder: Path, seed: int = 0) -> Path:
     config = Causal3DConfig.cpu(**ARCH)
     export = tokenizer_export("causal3d", config, PreprocessSpec.from_dict(SPEC), stage=1)
     return save_bundle(
-        Causal3DTokenizer(config), {"format": BUNDLE_FORMAT, "task_name": "tokenizer", "task": export}, folder
+        Causal3DTokenizer(config=config), {"format": BUNDLE_FORMAT, "task_name": "tokenizer", "task": export}, folder
     )
 
 

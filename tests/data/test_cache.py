@@ -19,7 +19,7 @@ def source(tmp_path):
 
 
 def test_miss_then_hit_returns_the_same_tensors(tmp_path, source):
-    cache = TensorCache(tmp_path / "cache")
+    cache = TensorCache(root=tmp_path / "cache")
     key = file_key(source, "preprocess", "spec-a")
     calls = []
 
@@ -50,14 +50,14 @@ def test_key_changes_with_mtime_size_path_and_parts(tmp_path, source):
 
 
 def test_rewritten_source_is_a_miss(tmp_path, source):
-    cache = TensorCache(tmp_path / "cache")
+    cache = TensorCache(root=tmp_path / "cache")
     cache.save(file_key(source, "p"), {"x": torch.zeros(3)})
     source.write_bytes(b"a different, longer volume")  # new size (and mtime)
     assert cache.load(file_key(source, "p")) is None and cache.misses == 1
 
 
 def test_corrupt_entry_is_dropped_and_recomputed(tmp_path, source):
-    cache = TensorCache(tmp_path / "cache")
+    cache = TensorCache(root=tmp_path / "cache")
     key = file_key(source)
     path = cache.save(key, {"x": torch.ones(1000)})
     path.write_bytes(path.read_bytes()[:50])  # truncated by a crash elsewhere
@@ -68,7 +68,7 @@ def test_corrupt_entry_is_dropped_and_recomputed(tmp_path, source):
 
 
 def test_writes_leave_no_temporary_files(tmp_path, source):
-    cache = TensorCache(tmp_path / "cache")
+    cache = TensorCache(root=tmp_path / "cache")
     path = cache.save(file_key(source), {"x": torch.zeros(4)})
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
     assert cache.clear() == 1 and len(cache) == 0
@@ -78,4 +78,4 @@ def test_missing_source_and_bad_key():
     with pytest.raises(InputError, match="cache key"):
         file_key("/no/such/file.nii.gz")
     with pytest.raises(ValueError):
-        TensorCache("/tmp").path_for("../escape")
+        TensorCache(root="/tmp").path_for("../escape")

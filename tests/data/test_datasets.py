@@ -211,7 +211,7 @@ def test_csv_spacing_replaces_missing_header_spacing(tmp_path):
 
 
 def test_dataset_items_and_batches(dataset_root):
-    ds = CTRateDataset(dataset_root, SPEC, split="train", reader=_reader(), require=("reports", "labels"))
+    ds = CTRateDataset(source=dataset_root, spec=SPEC, split="train", reader=_reader(), require=("reports", "labels"))
     assert len(ds) == 3
     item = ds[1]
     assert item["image"].shape == (1, 9, 16, 16) and item["image"].dtype == torch.float32
@@ -233,7 +233,7 @@ def test_dataset_cache_hit_miss_and_invalidation(dataset_root, tmp_path):
         return base(path)
 
     cache_dir = tmp_path / "cache"
-    ds = CTRateDataset(dataset_root, SPEC, split="train", cache_dir=cache_dir, reader=counting_reader)
+    ds = CTRateDataset(source=dataset_root, spec=SPEC, split="train", cache_dir=cache_dir, reader=counting_reader)
     first = [ds[i]["image"] for i in range(len(ds))]
     assert len(reads) == 3 and ds.cache.misses == 3
     second = [ds[i]["image"] for i in range(len(ds))]  # second epoch: no NIfTI read
@@ -246,6 +246,6 @@ def test_dataset_cache_hit_miss_and_invalidation(dataset_root, tmp_path):
     ds[0]
     assert reads[-1] == path.name and len(reads) == 4
     deeper = PreprocessSpec(spacing=(3.0, 3.0, 4.0), size=(16, 16), depth=17)
-    other = CTRateDataset(ds.index, deeper, cache_dir=cache_dir, reader=counting_reader)
+    other = CTRateDataset(source=ds.index, spec=deeper, cache_dir=cache_dir, reader=counting_reader)
     assert other[1]["image"].shape == (1, 17, 16, 16) and len(reads) == 5  # another spec: another entry
     assert len(ds.cache) == 5

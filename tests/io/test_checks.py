@@ -116,10 +116,10 @@ def test_duplicate_slices_found():
 
 
 def test_issue_log_strict_raises_lenient_records():
-    strict = IssueLog("/x/scan.nii", strict=True)
+    strict = IssueLog(path="/x/scan.nii", strict=True)
     strict.add(Issue("just a note"))
     with pytest.raises(InputError, match=r"^/x/scan.nii: bad thing$"):
         strict.add(Issue("bad thing", refuse=True))
-    lenient = IssueLog("/x/scan.nii", strict=False)
+    lenient = IssueLog(path="/x/scan.nii", strict=False)
     lenient.extend([Issue("bad thing", refuse=True), Issue("note"), Issue("note"), None])
     assert lenient.warnings == ["bad thing (read_volume refuses this input)", "note"] and lenient.refused

@@ -65,7 +65,7 @@ def test_scan_unlike_the_training_data_is_flagged():
     big = Volume(np.full((40, 40, 40), -1000.0, np.float32), np.diag([20.0, 20.0, 20.0, 1.0]), VolumeMeta())
     assert any("crops" in n for n in geometry_warnings(big, loaded))
     volume.meta.warnings.append("slice spacing is irregular")
-    generated = ReportGenerator(loaded, labeler=_LABELER).report(volume)
+    generated = ReportGenerator(loaded=loaded, labeler=_LABELER).report(volume)
     assert "reading: slice spacing is irregular" in generated.warnings
     assert set(generated.probabilities) == set(CTRATE_LABELS)
 
@@ -73,7 +73,7 @@ def test_scan_unlike_the_training_data_is_flagged():
 def test_repeats_are_dropped_and_contradictions_flagged(monkeypatch):
     """What the LM writes is post-processed per section: a repeated sentence goes, a clash is named."""
     loaded = load_report_model(shared()["bundle"])
-    generator = ReportGenerator(loaded, labeler=_LABELER, max_new_tokens=4)
+    generator = ReportGenerator(loaded=loaded, labeler=_LABELER, max_new_tokens=4)
     written = (
         "No pleural effusion was detected. Heart size is normal. No pleural effusion was detected.",
         "Bilateral pleural effusion.",

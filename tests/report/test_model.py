@@ -37,7 +37,7 @@ def tiny(text: ReportTextTokenizer, **kw) -> ReportModel:
         "max_new_tokens": 16,
         **kw,
     }
-    return ReportModel(ReportModelConfig.from_dict(cfg), text)
+    return ReportModel(config=ReportModelConfig.from_dict(cfg), text=text)
 
 
 def test_loss_is_finite_and_reaches_the_projector(text):
@@ -271,10 +271,12 @@ def test_any_local_hf_causal_lm_folder_plugs_in(tmp_path, text):
     LlamaForCausalLM(cfg).save_pretrained(tmp_path / "lm")
     hf_text = ReportTextTokenizer.from_pretrained_lm(tmp_path / "lm")
     assert hf_text.kind == "hf" and hf_text.to_dict() == {"kind": "hf", "source": str(tmp_path / "lm")}
-    model = ReportModel(ReportModelConfig.from_dict({"visual_dim": 4, "lm_path": str(tmp_path / "lm")}), hf_text)
+    model = ReportModel(
+        config=ReportModelConfig.from_dict({"visual_dim": 4, "lm_path": str(tmp_path / "lm")}), text=hf_text
+    )
     assert model.lm.get_input_embeddings().num_embeddings == hf_text.vocab_size
     out = model([torch.randn(4, 1, 2, 2)], [torch.tensor(hf_text.target("Normal heart.", "Normal."))])
     assert torch.isfinite(out["loss"])
     assert len(model.eval().generate([torch.randn(4, 1, 2, 2)], max_new_tokens=3)[0]) <= 3
     with pytest.raises(ConfigError):
-        ReportModel(ReportModelConfig.from_dict({"lm_path": str(tmp_path / "missing")}), text)
+        ReportModel(config=ReportModelConfig.from_dict({"lm_path": str(tmp_path / "missing")}), text=text)

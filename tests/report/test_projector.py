@@ -12,13 +12,13 @@ from ctvl.report.projector import MLPProjector, grid_coordinates, sincos_positio
     ("in_dim", "out_dim", "hidden", "layers"), [(12, 32, None, 2), (6, 16, 8, 3), (4, 10, None, 1)]
 )
 def test_projector_shapes(in_dim, out_dim, hidden, layers):
-    proj = MLPProjector(in_dim, out_dim, hidden, layers)
+    proj = MLPProjector(in_dim=in_dim, out_dim=out_dim, hidden=hidden, layers=layers)
     assert proj(torch.randn(2, 5, in_dim)).shape == (2, 5, out_dim)
     assert sum(isinstance(m, torch.nn.Linear) for m in proj.modules()) == layers
 
 
 def test_paper_projector_is_18_to_4096_to_4096():
-    proj = MLPProjector(18, 4096)  # hidden defaults to the LM width, as in BTB3D
+    proj = MLPProjector(in_dim=18, out_dim=4096)  # hidden defaults to the LM width, as in BTB3D
     linears = [m for m in proj.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(18, 4096), (4096, 4096)]
     assert sum(p.numel() for p in proj.parameters()) == 18 * 4096 + 4096 + 4096 * 4096 + 4096
@@ -29,7 +29,7 @@ def test_paper_projector_is_18_to_4096_to_4096():
 
 def test_projector_rejects_zero_layers():
     with pytest.raises(ValueError):
-        MLPProjector(4, 4, layers=0)
+        MLPProjector(in_dim=4, out_dim=4, layers=0)
 
 
 def test_grid_coordinates_row_major_and_normalised():

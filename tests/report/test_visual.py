@@ -24,7 +24,9 @@ CASES = [
 @pytest.mark.parametrize(("reduction", "grid", "expected"), CASES)
 def test_token_counts_and_width(reduction, grid, expected, conv):
     torch.manual_seed(0)
-    enc = VisualEncoder(6, 32, ReductionConfig.from_dict(reduction), conv_layers=conv, conv_width=8)
+    enc = VisualEncoder(
+        in_dim=6, lm_dim=32, reduction=ReductionConfig.from_dict(reduction), conv_layers=conv, conv_width=8
+    )
     codes = torch.sign(torch.randn(6, *grid))
     out, _ = enc([codes, codes])
     assert [o.shape for o in out] == [(expected, 32)] * 2
@@ -36,7 +38,9 @@ def test_token_counts_and_width(reduction, grid, expected, conv):
 
 
 def test_conv_stage_mixes_neighbouring_latents():
-    enc = VisualEncoder(4, 16, ReductionConfig(kind="none"), positions=False, conv_layers=1, conv_width=8).eval()
+    enc = VisualEncoder(
+        in_dim=4, lm_dim=16, reduction=ReductionConfig(kind="none"), positions=False, conv_layers=1, conv_width=8
+    ).eval()
     codes = torch.zeros(4, 1, 3, 3)
     base = enc([codes])[0][0]
     codes[:, 0, 1, 1] = 1.0  # change only the centre latent
@@ -49,10 +53,12 @@ def test_every_reduction_is_covered():
 
 
 def test_positions_separate_identical_codes():
-    enc = VisualEncoder(4, 16, ReductionConfig(kind="none"))
+    enc = VisualEncoder(in_dim=4, lm_dim=16, reduction=ReductionConfig(kind="none"))
     out = enc([torch.ones(4, 2, 2, 2)])[0][0]  # the same latent everywhere
     assert torch.cdist(out, out).add(torch.eye(8) * 1e3).min() > 0
-    flat = VisualEncoder(4, 16, ReductionConfig(kind="none"), positions=False)([torch.ones(4, 2, 2, 2)])[0][0]
+    flat = VisualEncoder(in_dim=4, lm_dim=16, reduction=ReductionConfig(kind="none"), positions=False)(
+        [torch.ones(4, 2, 2, 2)]
+    )[0][0]
     assert torch.allclose(flat, flat[0].expand_as(flat))
 
 
@@ -63,7 +69,7 @@ def test_bad_configs_and_inputs():
         ReductionConfig.from_dict({"kind": "pool", "size": 3})
     with pytest.raises(ConfigError):
         ReductionConfig(kind="pool", grid=[2, 2])
-    enc = VisualEncoder(6, 16, ReductionConfig())
+    enc = VisualEncoder(in_dim=6, lm_dim=16, reduction=ReductionConfig())
     with pytest.raises(ConfigError, match="do not match"):
         enc([torch.zeros(5, 2, 2, 2)])
 
@@ -72,7 +78,9 @@ def test_bad_configs_and_inputs():
 @pytest.mark.parametrize("reduction", [c[0] for c in CASES])
 def test_precomputed_selection_gives_the_same_tokens(reduction, conv):
     torch.manual_seed(0)
-    enc = VisualEncoder(6, 32, ReductionConfig.from_dict(reduction), conv_layers=conv, conv_width=8).eval()
+    enc = VisualEncoder(
+        in_dim=6, lm_dim=32, reduction=ReductionConfig.from_dict(reduction), conv_layers=conv, conv_width=8
+    ).eval()
     codes = [torch.sign(torch.randn(6, 5, 8, 8)), torch.sign(torch.randn(6, 3, 4, 4))]
     direct, _ = enc(codes)
     selections = [select_tokens(c, enc.reduction) for c in codes]
@@ -82,7 +90,14 @@ def test_precomputed_selection_gives_the_same_tokens(reduction, conv):
 
 @pytest.mark.parametrize("conv", [0, 2])
 def test_summary_token_and_label_logits(conv):
-    enc = VisualEncoder(6, 32, ReductionConfig(kind="divprune", keep=10), conv_layers=conv, conv_width=8, summary=True)
+    enc = VisualEncoder(
+        in_dim=6,
+        lm_dim=32,
+        reduction=ReductionConfig(kind="divprune", keep=10),
+        conv_layers=conv,
+        conv_width=8,
+        summary=True,
+    )
     tokens, logits = enc([torch.sign(torch.randn(6, 3, 4, 4)), torch.sign(torch.randn(6, 5, 8, 8))])
     assert [t.shape for t in tokens] == [(11, 32), (11, 32)] and logits.shape == (2, 18)
     assert enc.num_tokens((3, 4, 4)) == 11

@@ -31,7 +31,7 @@ def _stream(module, x: torch.Tensor, sizes: list[int], **kw) -> torch.Tensor:
     ],
 )
 def test_causal_conv_shapes(kernel, stride, t_in, t_out, hw_out) -> None:
-    conv = CausalConv3d(2, 3, kernel, stride)
+    conv = CausalConv3d(in_channels=2, out_channels=3, kernel_size=kernel, stride=stride)
     assert conv(torch.randn(1, 2, t_in, 8, 8)).shape == (1, 3, t_out, hw_out, hw_out)
 
 
@@ -39,7 +39,7 @@ def test_causal_conv_shapes(kernel, stride, t_in, t_out, hw_out) -> None:
 @pytest.mark.parametrize("stride_t", [1, 2])
 def test_causal_conv_never_sees_the_future(pad_mode: str, stride_t: int) -> None:
     torch.manual_seed(0)
-    conv = CausalConv3d(2, 2, 3, (stride_t, 1, 1), pad_mode=pad_mode)
+    conv = CausalConv3d(in_channels=2, out_channels=2, kernel_size=3, stride=(stride_t, 1, 1), pad_mode=pad_mode)
     x = torch.randn(1, 2, 9, 6, 6)
     y = conv(x)
     for t in range(1, 9):
@@ -58,13 +58,13 @@ def test_causal_conv_never_sees_the_future(pad_mode: str, stride_t: int) -> None
 @pytest.mark.parametrize("sizes", [[1] * 11, [1, 4, 6], [2, 3, 0, 6], [11]])
 def test_causal_conv_streaming_equals_one_shot(pad_mode, kernel, stride, sizes) -> None:
     torch.manual_seed(1)
-    conv = CausalConv3d(3, 4, kernel, stride, pad_mode=pad_mode)
+    conv = CausalConv3d(in_channels=3, out_channels=4, kernel_size=kernel, stride=stride, pad_mode=pad_mode)
     x = torch.randn(2, 3, 11, 8, 8)
     torch.testing.assert_close(_stream(conv, x, sizes), conv(x), rtol=1e-5, atol=1e-6)
 
 
 def test_cache_holds_only_the_needed_frames() -> None:
-    conv = CausalConv3d(1, 1, (3, 1, 1), (2, 1, 1))
+    conv = CausalConv3d(in_channels=1, out_channels=1, kernel_size=(3, 1, 1), stride=(2, 1, 1))
     cache = CausalCache()
     for _ in range(20):
         conv(torch.randn(1, 1, 3, 4, 4), cache=cache)
@@ -73,7 +73,7 @@ def test_cache_holds_only_the_needed_frames() -> None:
 
 def test_slice_group_norm_never_mixes_slices() -> None:
     torch.manual_seed(0)
-    norm = SliceGroupNorm(8, max_groups=4)
+    norm = SliceGroupNorm(channels=8, max_groups=4)
     x = torch.randn(2, 8, 5, 6, 6)
     y = norm(x)
     x2 = x.clone()
@@ -99,7 +99,7 @@ def test_expand_condition_maps_latent_frames_causally() -> None:
 
 def test_adaptive_norm_is_per_slice_and_conditioned() -> None:
     torch.manual_seed(0)
-    norm = AdaptiveSliceGroupNorm(8, 3, max_groups=4)
+    norm = AdaptiveSliceGroupNorm(channels=8, cond_channels=3, max_groups=4)
     x, z = torch.randn(1, 8, 5, 4, 4), torch.randn(1, 3, 2, 2, 2)
     y = norm(x, z, time_factor=4, first=True)
     z2 = z.clone()
@@ -112,7 +112,7 @@ def test_adaptive_norm_is_per_slice_and_conditioned() -> None:
 @pytest.mark.parametrize("stride_t", [1, 2])
 def test_causal_upsample_frame_rule_and_streaming(stride_t: int) -> None:
     torch.manual_seed(0)
-    up = CausalUpsample(4, 3, stride_t)
+    up = CausalUpsample(in_channels=4, out_channels=3, stride_t=stride_t)
     x = torch.randn(1, 4, 5, 4, 4)
     y = up(x, first=True)
     assert y.shape == (1, 3, 1 + stride_t * 4, 8, 8)  # 1 + n frames -> 1 + t n
@@ -123,7 +123,7 @@ def test_causal_upsample_frame_rule_and_streaming(stride_t: int) -> None:
 
 def test_resblock_streaming_equals_one_shot_and_shapes() -> None:
     torch.manual_seed(0)
-    block = ResBlock(4, 8, max_groups=4)
+    block = ResBlock(in_channels=4, out_channels=8, max_groups=4)
     x = torch.randn(1, 4, 7, 6, 6)
     y = block(x)
     assert y.shape == (1, 8, 7, 6, 6)

@@ -73,9 +73,9 @@ def test_patch_crop_prefers_tissue() -> None:
 
 
 def test_mix_roles_weights_and_redraws() -> None:
-    deep = VolumeSource(Volumes(constant(1.0, 17)))
-    phantoms = VolumeSource(Volumes(constant(2.0, 17), constant(2.0, 17)))
-    slices = VolumeSource(Volumes(*[constant(3.0, 1) for _ in range(30)]))
+    deep = VolumeSource(dataset=Volumes(constant(1.0, 17)))
+    phantoms = VolumeSource(dataset=Volumes(constant(2.0, 17), constant(2.0, 17)))
+    slices = VolumeSource(dataset=Volumes(*[constant(3.0, 1) for _ in range(30)]))
     mix = VolumeMix(sources=[phantoms, deep, slices], weights=[1.0, 1.0, 2.0], uses=["both", "both", "singles"])
     plan = stage_plan(1, {"excerpt": 9, "singles": 4, "patch": [8, 8]}, 8)
     excerpts, singles = [], []
@@ -88,7 +88,9 @@ def test_mix_roles_weights_and_redraws() -> None:
     share = {v: singles.count(v) / len(singles) for v in (1.0, 2.0, 3.0)}
     assert abs(share[3.0] - 0.5) < 0.08 and abs(share[1.0] - 0.25) < 0.08  # by weight
     # a source mixing shallow and deep volumes: excerpts come from the deep one (redrawn), not from padding
-    mixed = VolumeMix(sources=[VolumeSource(Volumes(*[constant(5.0, 1)] * 5, constant(7.0, 17)))], weights=[1.0])
+    mixed = VolumeMix(
+        sources=[VolumeSource(dataset=Volumes(*[constant(5.0, 1)] * 5, constant(7.0, 17)))], weights=[1.0]
+    )
     values = {float(draw_sample(mixed, plan, sample_generator(1, i), -1.0)["volume"][0, -1, 0, 0]) for i in range(50)}
     assert values == {7.0}
 
@@ -97,7 +99,7 @@ def test_one_folder_stream_is_unchanged_by_the_mix() -> None:
     """A single folder draws no extra random numbers: streams of existing configs stay as they were."""
     vols = Volumes(*[torch.randn(1, 17, 8, 8) for _ in range(4)])
     plan = stage_plan(1, {"excerpt": 9, "singles": 2}, 8)
-    mix = VolumeMix(sources=[VolumeSource(vols)], weights=[1.0])
+    mix = VolumeMix(sources=[VolumeSource(dataset=vols)], weights=[1.0])
     g_ref = sample_generator(0, 3)
     v = int(torch.randint(0, 4, (), generator=g_ref))
     start = int(torch.randint(0, 17 - 9 + 1, (), generator=g_ref))
@@ -106,7 +108,7 @@ def test_one_folder_stream_is_unchanged_by_the_mix() -> None:
 
 
 def test_mix_errors(tmp_path: Path) -> None:
-    src = VolumeSource(Volumes(constant(0.0, 9)))
+    src = VolumeSource(dataset=Volumes(constant(0.0, 9)))
     for kwargs in ({"weights": [0.0]}, {"weights": [1.0], "uses": ["singles"]}, {"weights": [1.0], "uses": ["all"]}):
         with pytest.raises(ConfigError):
             VolumeMix(sources=[src], **kwargs)

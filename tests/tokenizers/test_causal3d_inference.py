@@ -44,7 +44,7 @@ def make_bundle(folder: Path, seed: int = 0, spec: PreprocessSpec = SPEC) -> Pat
     """A random-weight tiny tokenizer saved as a bundle (architecture + spec in config.json)."""
     torch.manual_seed(seed)
     config = Causal3DConfig.cpu(filters=4, channel_mult=(1, 2, 2), token_channels=4)
-    model = Causal3DTokenizer(config)
+    model = Causal3DTokenizer(config=config)
     export = tokenizer_export("causal3d", config, spec, stage=3)
     return save_bundle(model, {"format": BUNDLE_FORMAT, "task_name": "tokenizer", "task": export}, folder)
 

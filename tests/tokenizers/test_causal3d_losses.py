@@ -19,7 +19,7 @@ def test_weights_and_gradients() -> None:
     torch.manual_seed(0)
     x = torch.rand(1, 1, 3, 24, 24) * 2 - 1
     recon = (x + 0.2 * torch.randn_like(x)).requires_grad_()
-    loss, logs = TokenizerLoss(TokenizerLossConfig(ssim_weight=0.0))(x, recon)
+    loss, logs = TokenizerLoss(config=TokenizerLossConfig(ssim_weight=0.0))(x, recon)
     assert float(loss.detach()) == pytest.approx(5 * logs["l1"], rel=1e-5) and "ssim" not in logs
     loss_ssim, logs_ssim = TokenizerLoss()(x, recon)
     assert float(loss_ssim.detach()) == pytest.approx(5 * logs["l1"] + 1 - logs_ssim["ssim"], rel=1e-4)
@@ -41,7 +41,7 @@ def test_adversarial_terms_with_lecam_and_r1() -> None:
     cfg = TokenizerLossConfig(
         adversarial_weight=0.1, adversarial_start=10, disc_channels=8, lecam_weight=0.01, r1_weight=1.0
     )
-    crit = TokenizerLoss(cfg)
+    crit = TokenizerLoss(config=cfg)
     assert crit.discriminator is not None
     x = torch.rand(1, 1, 3, 32, 32) * 2 - 1
     recon = (x + 0.3 * torch.randn_like(x)).requires_grad_()

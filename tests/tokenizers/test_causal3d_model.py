@@ -12,7 +12,7 @@ from ctvl.tokenizers.causal3d import Causal3DConfig, Causal3DTokenizer
 def small_model(**overrides) -> Causal3DTokenizer:
     torch.manual_seed(0)
     cfg = Causal3DConfig.cpu(filters=8, token_channels=6, **overrides)
-    return Causal3DTokenizer(cfg)
+    return Causal3DTokenizer(config=cfg)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from ctvl.tokenizers.causal3d.losses import TokenizerLoss
 @pytest.mark.slow  # ~10 s on one core: 188 M parameters
 def test_paper_config_forward_backward_step() -> None:
     torch.manual_seed(0)
-    model = Causal3DTokenizer(Causal3DConfig.paper("8x8x8"))
+    model = Causal3DTokenizer(config=Causal3DConfig.paper("8x8x8"))
     assert model.quantizer.codebook_size == 2**18 and model.config.filters == 96
     # the full-size geometry: 241 x 512 x 512 -> 18 x 31 x 64 x 64 latents
     assert model.latent_shape(241, 512, 512) == (18, 31, 64, 64)

@@ -33,7 +33,7 @@ def test_needs_a_3d_config_and_a_2d_one() -> None:
     with pytest.raises(ConfigError):
         slicewise_config(slicewise_config(Causal3DConfig.cpu()))
     with pytest.raises(ConfigError):
-        SliceTokenizer(Causal3DConfig.cpu())
+        SliceTokenizer(config=Causal3DConfig.cpu())
 
 
 @pytest.mark.parametrize("t", [1, 2, 7])

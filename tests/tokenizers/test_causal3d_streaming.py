@@ -13,7 +13,7 @@ from ctvl.tokenizers.causal3d.streaming import encode_windowed, iter_decode, ite
 @pytest.fixture(scope="module")
 def model() -> Causal3DTokenizer:
     torch.manual_seed(0)
-    return Causal3DTokenizer(Causal3DConfig.cpu(filters=8, token_channels=6)).eval()
+    return Causal3DTokenizer(config=Causal3DConfig.cpu(filters=8, token_channels=6)).eval()
 
 
 def _volume(t: int, h: int = 16, seed: int = 0) -> torch.Tensor:
@@ -104,7 +104,7 @@ def test_windowed_latent_is_the_encode_of_its_window(model: Causal3DTokenizer) -
 
 def test_windowed_training_path_is_differentiable() -> None:
     torch.manual_seed(0)
-    m = Causal3DTokenizer(Causal3DConfig.cpu(filters=8, token_channels=6))
+    m = Causal3DTokenizer(config=Causal3DConfig.cpu(filters=8, token_channels=6))
     x = _volume(25)
     z = encode_windowed(m, x, windows_per_batch=2)
     z.square().mean().backward()
@@ -126,7 +126,7 @@ def test_cache_does_not_grow_with_depth(model: Causal3DTokenizer) -> None:
 
 def test_inference_restores_training_mode() -> None:
     torch.manual_seed(0)
-    m = Causal3DTokenizer(Causal3DConfig.cpu(filters=8, token_channels=6))
+    m = Causal3DTokenizer(config=Causal3DConfig.cpu(filters=8, token_channels=6))
     assert m.training
     tokens = m.encode(_volume(9))
     assert m.training and not tokens.codes.requires_grad
@@ -136,7 +136,7 @@ def test_inference_restores_training_mode() -> None:
 
 def test_inference_keeps_per_module_modes() -> None:
     torch.manual_seed(0)
-    m = Causal3DTokenizer(Causal3DConfig.cpu(filters=8, token_channels=6))
+    m = Causal3DTokenizer(config=Causal3DConfig.cpu(filters=8, token_channels=6))
     m.encoder.eval()  # stage 3: frozen encoder in eval, decoder training
     m.decode(m.encode(_volume(9)))
     assert not m.encoder.training and m.decoder.training and m.training

@@ -91,7 +91,7 @@ def test_stage_plans() -> None:
 
 def test_batches_are_rank_independent(phantoms: Path, tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml", phantoms, 1, batch_size=4))
-    task = TokenizerTask(1)
+    task = TokenizerTask(stage=1)
     task.setup(cfg)
     one = next(task.batches(cfg, 0, 1, cfg.seed))
     assert one["volume"].shape == (4, 1, 9, 32, 32) and one["slices"].shape == (4, 1, 32, 32)
@@ -102,13 +102,13 @@ def test_batches_are_rank_independent(phantoms: Path, tmp_path: Path) -> None:
 
 
 def test_curriculum_stages_chain(phantoms: Path, tmp_path: Path) -> None:
-    r1 = run_training(TokenizerTask(1), write_config(tmp_path / "s1.yaml", phantoms, 1))
+    r1 = run_training(TokenizerTask(stage=1), write_config(tmp_path / "s1.yaml", phantoms, 1))
     s1, c1 = load_checkpoint(r1.run_dir)
     assert c1["task"]["stage"] == 1 and c1["task"]["preprocessing"] == parse_spec(TINY_SPEC).to_dict()
     assert {"psnr", "psnr_single", "l1", "ssim", "aux"} <= set(read_metrics(r1.metrics_path)[-1]["metrics"])
     # stage 2 starts from stage 1 (a vanishing lr keeps the weights where stage 1 left them)
     r2 = run_training(
-        TokenizerTask(2),
+        TokenizerTask(stage=2),
         write_config(tmp_path / "s2.yaml", phantoms, 2, init_from=str(r1.run_dir), lr=1e-9, min_lr=0.0),
     )
     s2, c2 = load_checkpoint(r2.run_dir)
@@ -117,7 +117,7 @@ def test_curriculum_stages_chain(phantoms: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(s2[key].float(), s1[key].float(), rtol=0, atol=1e-5, msg=key)
     # stage 3: encoder and quantizer frozen, decoder trained
     r3 = run_training(
-        TokenizerTask(3), write_config(tmp_path / "s3.yaml", phantoms, 3, init_from=str(r2.run_dir), lr=1e-2)
+        TokenizerTask(stage=3), write_config(tmp_path / "s3.yaml", phantoms, 3, init_from=str(r2.run_dir), lr=1e-2)
     )
     s3, c3 = load_checkpoint(r3.run_dir)
     assert c3["task"]["stage"] == 3
@@ -131,21 +131,23 @@ def test_curriculum_stages_chain(phantoms: Path, tmp_path: Path) -> None:
 def test_stage_mismatch_and_baseline(phantoms: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", phantoms, 3)
     with pytest.raises(ConfigError, match="stage"):
-        run_training(TokenizerTask(2), cfg)
+        run_training(TokenizerTask(stage=2), cfg)
     no_stage = write_config(tmp_path / "n.yaml", phantoms, 1)
     raw = yaml.safe_load(no_stage.read_text())
     del raw["data"]["stage"]
     no_stage.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="--stage"):
-        run_training(TokenizerTask(None), no_stage)
+        run_training(TokenizerTask(stage=None), no_stage)
     with pytest.raises(ConfigError, match="unknown data key"):
-        run_training(TokenizerTask(1), write_config(tmp_path / "u.yaml", phantoms, 1, data={"crops": 3}))
+        run_training(TokenizerTask(stage=1), write_config(tmp_path / "u.yaml", phantoms, 1, data={"crops": 3}))
     base = write_config(tmp_path / "b.yaml", phantoms, 1, model={"kind": "slicewise", "match_depth": 17})
-    result = run_training(TokenizerTask(1), base)
+    result = run_training(TokenizerTask(stage=1), base)
     _, config = load_checkpoint(result.run_dir)
     assert config["task"]["kind"] == "slicewise" and config["task"]["matches"]["depth"] == 17
     with pytest.raises(ConfigError, match="stage-1 stream"):
-        run_training(TokenizerTask(2), write_config(tmp_path / "b2.yaml", phantoms, 2, model={"kind": "slicewise"}))
+        run_training(
+            TokenizerTask(stage=2), write_config(tmp_path / "b2.yaml", phantoms, 2, model={"kind": "slicewise"})
+        )
 
 
 @pytest.mark.parametrize(
@@ -155,7 +157,7 @@ def test_stage_mismatch_and_baseline(phantoms: Path, tmp_path: Path) -> None:
 )
 def test_shipped_configs_are_valid(name: str) -> None:
     cfg = load_config(REPO / "configs" / name)
-    task = TokenizerTask(None)
+    task = TokenizerTask(stage=None)
     task.setup(cfg)
     assert task.plan is not None and task.spec is not None
     if name.startswith("ctrate"):
@@ -182,7 +184,7 @@ def test_paper_config_runs_a_step_at_reduced_size(phantoms: Path, tmp_path: Path
             f"data.cache_dir={tmp_path / 'cache'}",
         ],
     )
-    task = TokenizerTask(1)
+    task = TokenizerTask(stage=1)
     torch.manual_seed(0)
     model = task.build_model(cfg)
     assert model.quantizer.codebook_size == 2**18 and model.latent_shape(241, 512, 512) == (18, 31, 64, 64)

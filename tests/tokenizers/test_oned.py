@@ -47,7 +47,7 @@ def test_titok_shapes(spatial_dims, image_size, patch_size, kind, kwargs, index_
         quantizer_kwargs=kwargs,
         token_drop="nested",
     )
-    model = TiTok1D(cfg)
+    model = TiTok1D(config=cfg)
     size = (image_size,) * spatial_dims if isinstance(image_size, int) else image_size
     x = torch.randn(3, 1, *size, requires_grad=True)
     out = model(x)
@@ -66,13 +66,13 @@ def test_titok_shapes(spatial_dims, image_size, patch_size, kind, kwargs, index_
 
 
 def test_titok_rejects_wrong_input_shape_and_bad_drop_mode():
-    model = TiTok1D(small_config(image_size=16, patch_size=4, quantizer=None))
+    model = TiTok1D(config=small_config(image_size=16, patch_size=4, quantizer=None))
     with pytest.raises(ValueError, match="expected input"):
         model(torch.randn(1, 1, 12, 16))
     with pytest.raises(ValueError, match="token_drop"):
-        TiTok1D(small_config(token_drop="random"))
+        TiTok1D(config=small_config(token_drop="random"))
     with pytest.raises(ValueError, match="divisible"):
-        PatchEmbed(2, 1, 8, 10, 4)
+        PatchEmbed(spatial_dims=2, in_channels=1, dim=8, image_size=10, patch_size=4)
 
 
 @pytest.mark.parametrize("mode", ["none", "nested", "nested_pow2", "tail"])
@@ -111,7 +111,7 @@ def test_full_share_out_of_range_is_refused(share):
     with pytest.raises(ValueError, match="full_share"):
         sample_keep(2, 8, "tail", full_share=share)
     with pytest.raises(ValueError, match="full_share"):
-        TiTok1D(small_config(token_drop="tail", full_share=share))
+        TiTok1D(config=small_config(token_drop="tail", full_share=share))
 
 
 def test_tail_cut_cycle_trains_every_length_and_the_full_share():
@@ -124,7 +124,7 @@ def test_tail_cut_cycle_trains_every_length_and_the_full_share():
 
 def test_tail_drop_full_share_is_used_by_training_forward():
     torch.manual_seed(0)
-    model = TiTok1D(small_config(image_size=16, patch_size=4, quantizer=None, token_drop="tail", full_share=0.9))
+    model = TiTok1D(config=small_config(image_size=16, patch_size=4, quantizer=None, token_drop="tail", full_share=0.9))
     model.train()
     with torch.no_grad():
         kept = [int(model(torch.randn(2, 1, 16, 16)).keep[0]) for _ in range(40)]
@@ -141,7 +141,7 @@ def test_apply_nested_mask_replaces_the_tail_only():
 
 def test_tail_drop_truncates_the_decoder_sequence():
     torch.manual_seed(0)
-    model = TiTok1D(small_config(image_size=16, patch_size=4, quantizer=None, token_drop="tail")).train()
+    model = TiTok1D(config=small_config(image_size=16, patch_size=4, quantizer=None, token_drop="tail")).train()
     seen = []
     hook = model.decoder.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[1]))
     out = model(torch.randn(4, 1, 16, 16))
@@ -152,7 +152,7 @@ def test_tail_drop_truncates_the_decoder_sequence():
 
 def test_causal_latents_make_token_prefixes_independent_of_later_latents():
     torch.manual_seed(0)
-    model = TiTok1D(small_config(image_size=16, patch_size=4, quantizer=None, causal_latents=True)).eval()
+    model = TiTok1D(config=small_config(image_size=16, patch_size=4, quantizer=None, causal_latents=True)).eval()
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         before = model.encode(x)[0]
@@ -165,7 +165,7 @@ def test_causal_latents_make_token_prefixes_independent_of_later_latents():
 @pytest.mark.parametrize("context_dim", [None, 12])
 def test_mqt_prefix_outputs_do_not_depend_on_m(context_dim):
     torch.manual_seed(0)
-    resampler = MQTResampler(16, num_queries=8, context_dim=context_dim, depth=2, heads=2).eval()
+    resampler = MQTResampler(dim=16, num_queries=8, context_dim=context_dim, depth=2, heads=2).eval()
     context = torch.randn(3, 20, context_dim or 16)
     with torch.no_grad():
         full = resampler(context)
@@ -180,7 +180,7 @@ def test_mqt_prefix_outputs_do_not_depend_on_m(context_dim):
 def test_mqt_without_causal_mask_would_not_be_prefix_valid():
     """Sanity check of the test above: full attention among queries breaks the prefix property."""
     torch.manual_seed(0)
-    resampler = MQTResampler(16, num_queries=8, depth=2, heads=2).eval()
+    resampler = MQTResampler(dim=16, num_queries=8, depth=2, heads=2).eval()
     context = torch.randn(2, 10, 16)
     q = resampler.queries.expand(2, -1, -1)
     with torch.no_grad():
@@ -199,11 +199,11 @@ def test_mqt_without_causal_mask_would_not_be_prefix_valid():
 )
 def test_nested_pooling_levels_are_nested_means(spatial_dims, shape, levels, sizes):
     torch.manual_seed(0)
-    pool = NestedPooling(spatial_dims, levels)
+    pool = NestedPooling(spatial_dims=spatial_dims, levels=levels)
     x = torch.randn(2, 5, *shape)
     outs = pool(x)
     assert [o.shape for o in outs] == [torch.Size([2, n, 5]) for n in sizes]
     torch.testing.assert_close(outs[-1][:, 0], x.flatten(2).mean(-1))  # coarsest = global mean
     # each coarse token is the mean of the finer tokens it covers
-    coarse_from_fine = NestedPooling(spatial_dims, [levels[-2]]).pool(x, 0).mean(1)
+    coarse_from_fine = NestedPooling(spatial_dims=spatial_dims, levels=[levels[-2]]).pool(x, 0).mean(1)
     torch.testing.assert_close(coarse_from_fine, outs[-1][:, 0])

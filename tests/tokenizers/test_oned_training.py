@@ -41,7 +41,7 @@ def test_nested_dropout_training_gives_a_falling_error_curve():
         token_drop="nested",
         causal_latents=True,
     )
-    model = TiTok1D(cfg)
+    model = TiTok1D(config=cfg)
     before = error_vs_kept(model, test, [8])[0]["mse"]
     train_titok(model, train, steps=600, batch=64, lr=2e-3, gen=torch.Generator().manual_seed(0))
     curve = [row["mse"] for row in error_vs_kept(model, test, [1, 2, 4, 8])]

@@ -154,7 +154,7 @@ def test_split_budget_sums_respects_capacity_and_proportion():
 )
 def test_tokenpacker_shapes_and_region_locality(spatial_dims, spatial, factor, grid):
     torch.manual_seed(0)
-    packer = TokenPacker(spatial_dims, dim=8, out_dim=12, factor=factor, heads=2).eval()
+    packer = TokenPacker(spatial_dims=spatial_dims, dim=8, out_dim=12, factor=factor, heads=2).eval()
     x = torch.randn(2, 8, *spatial)
     out, got_grid = packer(x)
     assert got_grid == grid and out.shape == (2, int(np.prod(grid)), 12)
@@ -168,4 +168,4 @@ def test_tokenpacker_shapes_and_region_locality(spatial_dims, spatial, factor, g
 
 def test_tokenpacker_rejects_indivisible_input():
     with pytest.raises(ValueError, match="divisible"):
-        TokenPacker(2, 8, factor=3, heads=2)(torch.randn(1, 8, 4, 6))
+        TokenPacker(spatial_dims=2, dim=8, factor=3, heads=2)(torch.randn(1, 8, 4, 6))

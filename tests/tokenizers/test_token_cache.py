@@ -16,10 +16,10 @@ def test_cache_hits_after_first_encode_and_matches_a_fresh_encode(tmp_path):
     art = shared()
     tok = load_tokenizer(art["tokenizer"])
     records = scan_ctrate(art["data"], split="train").records[:3]
-    cache = VisualTokenCache(tok, tmp_path / "cache")
+    cache = VisualTokenCache(tokenizer=tok, root=tmp_path / "cache")
     first = cache.codes_many(records)
     assert cache.cache.misses == 3 and cache.cache.hits == 0
-    again = VisualTokenCache(tok, tmp_path / "cache").codes_many(records)
+    again = VisualTokenCache(tokenizer=tok, root=tmp_path / "cache").codes_many(records)
     fresh = encode_volume(tok, load_record_volume(records[0]))
     assert torch.equal(again[0]["codes"], fresh["codes"]) and torch.equal(first[0]["codes"], fresh["codes"])
     assert fresh["codes"].shape == (6, 3, 4, 4) and fresh["indices"].shape == (3, 4, 4)
@@ -33,19 +33,21 @@ def test_another_tokenizer_or_an_edited_scan_is_a_miss(tmp_path):
     tok = load_tokenizer(art["tokenizer"])
     other = load_tokenizer(tiny_tokenizer_bundle(tmp_path / "other", seed=1))
     record = scan_ctrate(art["data"], split="train").records[0]
-    assert VisualTokenCache(tok, tmp_path).key(record.path) != VisualTokenCache(other, tmp_path).key(record.path)
+    assert VisualTokenCache(tokenizer=tok, root=tmp_path).key(record.path) != VisualTokenCache(
+        tokenizer=other, root=tmp_path
+    ).key(record.path)
     copy = tmp_path / record.path.name
     copy.write_bytes(record.path.read_bytes())
-    before = VisualTokenCache(tok, tmp_path).key(copy)
+    before = VisualTokenCache(tokenizer=tok, root=tmp_path).key(copy)
     os.utime(copy, ns=(1, 1))
-    assert VisualTokenCache(tok, tmp_path).key(copy) != before
+    assert VisualTokenCache(tokenizer=tok, root=tmp_path).key(copy) != before
 
 
 def test_no_cache_folder_encodes_in_memory():
     art = shared()
     tok = load_tokenizer(art["tokenizer"])
     records = scan_ctrate(art["data"], split="valid").records[:2]
-    out = VisualTokenCache(tok, None).codes_many(records)
+    out = VisualTokenCache(tokenizer=tok, root=None).codes_many(records)
     assert len(out) == 2 and out[0]["codes"].shape == (6, 3, 4, 4)
 
 

@@ -11,7 +11,7 @@ from ctvl.train.ema import EMA
 
 def test_ema_math_matches_closed_form() -> None:
     model = nn.Linear(3, 2)
-    ema = EMA(model, decay=0.9)
+    ema = EMA(model=model, decay=0.9)
     values = [torch.full_like(model.weight, v) for v in (1.0, 2.0, 4.0, -1.0)]
     expected = None
     for v in values:
@@ -28,7 +28,7 @@ def test_ema_math_matches_closed_form() -> None:
 
 def test_ema_copies_buffers_and_keeps_keys() -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-    ema = EMA(model, decay=0.5)
+    ema = EMA(model=model, decay=0.5)
     model.train()
     model(torch.randn(8, 4))  # changes running stats and num_batches_tracked
     ema.update(model)
@@ -41,12 +41,12 @@ def test_ema_copies_buffers_and_keeps_keys() -> None:
 def test_ema_state_restore_continues_identically() -> None:
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
-    ema = EMA(model, decay=0.8)
+    ema = EMA(model=model, decay=0.8)
     ema.update(model)
     with torch.no_grad():
         model.weight.add_(1.0)
     ema.update(model)
-    restored = EMA(nn.Linear(2, 2), decay=0.8)
+    restored = EMA(model=nn.Linear(2, 2), decay=0.8)
     restored.load_state_dict(ema.state_dict(), ema.num_updates)
     with torch.no_grad():
         model.weight.mul_(3.0)
@@ -58,4 +58,4 @@ def test_ema_state_restore_continues_identically() -> None:
 
 def test_invalid_decay() -> None:
     with pytest.raises(ValueError, match="decay"):
-        EMA(nn.Linear(1, 1), decay=1.0)
+        EMA(model=nn.Linear(1, 1), decay=1.0)

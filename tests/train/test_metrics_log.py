@@ -9,7 +9,7 @@ from ctvl.train.metrics_log import MetricsLog, ProgressBar, read_metrics
 
 def test_write_and_resume_truncation(tmp_path: Path) -> None:
     path = tmp_path / "run" / "metrics.jsonl"
-    log = MetricsLog(path, enabled=True)
+    log = MetricsLog(path=path, enabled=True)
     for step in (2, 4, 6, 8):
         log.write({"step": step, "loss": 1.0 / step})
     log.close()
@@ -17,18 +17,18 @@ def test_write_and_resume_truncation(tmp_path: Path) -> None:
         fh.write('{"step": 10, "lo')  # torn line from a crash
     assert [r["step"] for r in read_metrics(path)] == [2, 4, 6, 8]
 
-    resumed = MetricsLog(path, enabled=True, resume_step=4)  # steps 6, 8 were lost with the crash
+    resumed = MetricsLog(path=path, enabled=True, resume_step=4)  # steps 6, 8 were lost with the crash
     resumed.write({"step": 6, "loss": 0.5})
     resumed.close()
     assert [r["step"] for r in read_metrics(path)] == [2, 4, 6]
 
-    fresh = MetricsLog(path, enabled=True)  # a new run starts an empty log
+    fresh = MetricsLog(path=path, enabled=True)  # a new run starts an empty log
     fresh.close()
     assert read_metrics(path) == []
 
 
 def test_disabled_log_writes_nothing(tmp_path: Path) -> None:
-    log = MetricsLog(tmp_path / "m.jsonl", enabled=False)
+    log = MetricsLog(path=tmp_path / "m.jsonl", enabled=False)
     log.write({"step": 1})
     log.close()
     assert not (tmp_path / "m.jsonl").exists()

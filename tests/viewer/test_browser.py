@@ -147,7 +147,7 @@ def synth_viewer(tiny_bundle):
     from tests.viewer.conftest import free_port
     from tests.viewer.test_synthesize import stand_in_classifier
 
-    synthesizer = Synthesizer(tiny_bundle, classify=stand_in_classifier)
+    synthesizer = Synthesizer(bundle=tiny_bundle, classify=stand_in_classifier)
     demo = serve(None, port=free_port(), block=False, quiet=True, meteor=False, synthesizer=synthesizer)
     yield demo
     stop(demo)

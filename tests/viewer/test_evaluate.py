@@ -73,7 +73,7 @@ def test_missing_or_bad_csv_is_one_line(tmp_path):
 
 
 def test_work_dirs_are_fresh_and_pruned(tmp_path):
-    dirs = WorkDirs(tmp_path / "root", ttl_s=60)
+    dirs = WorkDirs(root=tmp_path / "root", ttl_s=60)
     a, b = dirs.new("eval-"), dirs.new("eval-")
     assert a != b and a.is_dir() and b.is_dir() and not any(a.iterdir())
     old = time.time() - 120

@@ -101,7 +101,7 @@ def test_generator_loads_once_across_threads_and_a_failure_is_retried():
             raise InputError("text-to-CT generator bundle not found", path="/nowhere")
         return type("Gen", (), {"generator_id": "g", "source": bundle})()
 
-    synth = Synthesizer("B", loader=loader)
+    synth = Synthesizer(bundle="B", loader=loader)
     with pytest.raises(InputError) as err:
         synth.generator()
     assert (
@@ -119,7 +119,7 @@ def test_generator_loads_once_across_threads_and_a_failure_is_retried():
 
 def test_missing_default_generator_names_the_pipeline(tmp_path):
     with pytest.raises(InputError) as err:
-        Synthesizer(tmp_path / "nowhere").generator()
+        Synthesizer(bundle=tmp_path / "nowhere").generator()
     assert "nowhere: text-to-CT generator bundle not found" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -163,7 +163,7 @@ def bundle(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def synthesizer(bundle):
-    return Synthesizer(bundle, classify=stand_in_classifier)
+    return Synthesizer(bundle=bundle, classify=stand_in_classifier)
 
 
 def test_run_writes_the_nifti_the_cli_writes_with_its_recipe(synthesizer, bundle, tmp_path):
@@ -217,7 +217,7 @@ def test_a_failing_classifier_leaves_the_volume_and_says_why(bundle, tmp_path):
     def broken(tensors):
         raise InputError("weights do not fit")
 
-    out = Synthesizer(bundle, classify=broken).run(SynthesisRequest("", seed=1, steps=2), tmp_path)
+    out = Synthesizer(bundle=bundle, classify=broken).run(SynthesisRequest("", seed=1, steps=2), tmp_path)
     assert out.view.shape[2] == 17 and {r[2] for r in out.rows} == {"not read"}
     assert out.warnings[0].startswith("empty prompt: sampling the unconditional model")
     assert out.warnings[-1] == "the classifier could not read this volume: weights do not fit"
@@ -290,7 +290,7 @@ def test_without_a_generator_bundle_the_tab_says_so(tmp_path):
         block=False,
         quiet=True,
         meteor=False,
-        synthesizer=Synthesizer(tmp_path / "synthesis-phantom-cpu"),
+        synthesizer=Synthesizer(bundle=tmp_path / "synthesis-phantom-cpu"),
     )
     try:
         with pytest.raises(AppError) as err:

@@ -33,7 +33,7 @@ class VoronoiWalls(Prim):
 
     expensive = True
 
-    def __init__(self, seeds: np.ndarray, width: float) -> None:
+    def __init__(self, *, seeds: np.ndarray, width: float) -> None:
         from scipy.spatial import cKDTree
 
         self.seeds = np.asarray(seeds, dtype=float)
@@ -54,7 +54,7 @@ class VoronoiWalls(Prim):
 class Offset(Prim):
     """``child`` grown by ``delta`` mm (negative shrinks)."""
 
-    def __init__(self, child: Prim, delta: float) -> None:
+    def __init__(self, *, child: Prim, delta: float) -> None:
         self.child, self.delta = child, float(delta)
         self.expensive = child.expensive
 
@@ -69,7 +69,7 @@ class Offset(Prim):
 class Negate(Prim):
     """Complement of ``child`` (unbounded)."""
 
-    def __init__(self, child: Prim) -> None:
+    def __init__(self, *, child: Prim) -> None:
         self.child = child
         self.expensive = child.expensive
 
@@ -81,7 +81,7 @@ class Union(Prim):
     """Union (min of distances). Each child is evaluated only within its own bounding box (+``FAR``);
     elsewhere the union reports ``FAR`` (far outside)."""
 
-    def __init__(self, children: Sequence[Prim]) -> None:
+    def __init__(self, *, children: Sequence[Prim]) -> None:
         self.children = list(children)
 
     def sdf(self, x, y, z, h):
@@ -118,7 +118,7 @@ class Union(Prim):
 class Shell(Prim):
     """A shell of ``thickness`` mm centred on the surface of ``child``."""
 
-    def __init__(self, child: Prim, thickness: float) -> None:
+    def __init__(self, *, child: Prim, thickness: float) -> None:
         self.child, self.thickness = child, float(thickness)
 
     def sdf(self, x, y, z, h):
@@ -146,7 +146,7 @@ class Intersect(Prim):
     are close to inside (within ``3 h + 6`` mm, enough for the partial-volume ramp and a feather);
     elsewhere the intersection reports the cheap children's distance, which already means "outside"."""
 
-    def __init__(self, children: Sequence[Prim]) -> None:
+    def __init__(self, *, children: Sequence[Prim]) -> None:
         self.children = list(children)
         self.expensive = all(c.expensive for c in self.children)
 

@@ -87,7 +87,7 @@ def _cardiomegaly(rng, geo: Geometry, found) -> Finding:
     lo, hi = 1.0, 2.5
     for _ in range(40):  # heart scale that gives the target cardiothoracic ratio
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if Geometry(geo.an, heart_scale=mid).cardiothoracic_ratio() < ctr else (lo, mid)
+        lo, hi = (mid, hi) if Geometry(an=geo.an, heart_scale=mid).cardiothoracic_ratio() < ctr else (lo, mid)
     scale = max(1.12, (lo + hi) / 2)
     ctr = max(ctr, base * 1.12)
     severity = "mild" if ctr < 0.58 else ("moderate" if ctr < 0.62 else "severe")

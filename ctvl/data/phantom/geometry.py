@@ -25,25 +25,27 @@ class Geometry:
         hernia: ``(center (3,), radii (3,))`` of a hiatal hernia sac, or None.
     """
 
-    def __init__(self, an: Anatomy, heart_scale: float = 1.0, pericardial: float = 0.0, hernia=None) -> None:
+    def __init__(self, *, an: Anatomy, heart_scale: float = 1.0, pericardial: float = 0.0, hernia=None) -> None:
         self.an, self.heart_scale, self.pericardial, self.hernia = an, heart_scale, pericardial, hernia
         self._cache: dict[str, sdf.Prim] = {}
         a = an
         top, bottom = 400.0, -400.0
         zs = [bottom, a.dome["R"] - 20, a.z_carina, a.z_apex - 30, a.z_apex + 10, top]
-        self.cav_ax = sdf.Profile(zs, np.array([0.97, 1.0, 0.96, 0.84, 0.72, 0.72]) * a.cav_a)
-        self.cav_ay = sdf.Profile(zs, np.array([1.0, 1.0, 0.96, 0.86, 0.78, 0.78]) * a.cav_b)
-        self.cav_cy = sdf.Profile(zs, [a.cav_yc, a.cav_yc, a.cav_yc, a.cav_yc - 4, a.cav_yc - 8, a.cav_yc - 8])
-        cx = sdf.Profile([bottom, top], [a.dx, a.dx])
-        self.cavity = sdf.EllipticCylinder(cx, self.cav_cy, self.cav_ax, self.cav_ay, bottom, top)
+        self.cav_ax = sdf.Profile(zs=zs, values=np.array([0.97, 1.0, 0.96, 0.84, 0.72, 0.72]) * a.cav_a)
+        self.cav_ay = sdf.Profile(zs=zs, values=np.array([1.0, 1.0, 0.96, 0.86, 0.78, 0.78]) * a.cav_b)
+        self.cav_cy = sdf.Profile(
+            zs=zs, values=[a.cav_yc, a.cav_yc, a.cav_yc, a.cav_yc - 4, a.cav_yc - 8, a.cav_yc - 8]
+        )
+        cx = sdf.Profile(zs=[bottom, top], values=[a.dx, a.dx])
+        self.cavity = sdf.EllipticCylinder(cx=cx, cy=self.cav_cy, ax=self.cav_ax, ay=self.cav_ay, z0=bottom, z1=top)
         bz = [bottom, -100, 0, 100, top]
-        body_ax = sdf.Profile(bz, np.array([0.95, 0.98, 1.0, 1.02, 1.02]) * a.body_a)
-        body_ay = sdf.Profile(bz, np.array([1.0, 1.0, 1.0, 0.97, 0.97]) * a.body_b)
-        body_cy = sdf.Profile([bottom, top], [a.body_yc, a.body_yc])
+        body_ax = sdf.Profile(zs=bz, values=np.array([0.95, 0.98, 1.0, 1.02, 1.02]) * a.body_a)
+        body_ay = sdf.Profile(zs=bz, values=np.array([1.0, 1.0, 1.0, 0.97, 0.97]) * a.body_b)
+        body_cy = sdf.Profile(zs=[bottom, top], values=[a.body_yc, a.body_yc])
         self.body = csg.Intersect(
-            [
-                sdf.EllipticCylinder(cx, body_cy, body_ax, body_ay, bottom, top),
-                sdf.HalfSpace([0, -1, 0], -a.y_back),
+            children=[
+                sdf.EllipticCylinder(cx=cx, cy=body_cy, ax=body_ax, ay=body_ay, z0=bottom, z1=top),
+                sdf.HalfSpace(normal=[0, -1, 0], offset=-a.y_back),
             ]
         )
 
@@ -60,10 +62,10 @@ class Geometry:
         return out
 
     def above_diaphragm(self, margin: float = 0.0) -> sdf.Prim:
-        return sdf.HeightField(lambda x, y: self.dome_height(x, y) + margin, below=False)
+        return sdf.HeightField(f=lambda x, y: self.dome_height(x, y) + margin, below=False)
 
     def below_diaphragm(self, margin: float = 0.0) -> sdf.Prim:
-        return sdf.HeightField(lambda x, y: self.dome_height(x, y) - margin, below=True)
+        return sdf.HeightField(f=lambda x, y: self.dome_height(x, y) - margin, below=True)
 
     # -- heart and great vessels ----------------------------------------------------------------
     def _heart_factors(self) -> np.ndarray:
@@ -81,13 +83,13 @@ class Geometry:
 
     def heart(self, grow: float = 0.0) -> sdf.Prim:
         """The heart (myocardium outline), optionally grown by ``grow`` mm."""
-        return sdf.Ellipsoid(self.heart_center(), self.heart_radii(grow), self.an.heart_rot)
+        return sdf.Ellipsoid(center=self.heart_center(), radii=self.heart_radii(grow), rot=self.an.heart_rot)
 
     def heart_sac(self) -> sdf.Prim:
         """Pericardial sac: heart + epicardial fat + pericardial fluid (slightly more behind/below)."""
         t = self.pericardial
         c = self.heart_center() + np.array([0.0, -0.25 * t, -0.25 * t])
-        return sdf.Ellipsoid(c, self.heart_radii(4.0 + t), self.an.heart_rot)
+        return sdf.Ellipsoid(center=c, radii=self.heart_radii(4.0 + t), rot=self.an.heart_rot)
 
     def heart_width(self) -> float:
         """Largest left-right extent of the heart (mm), for the cardiothoracic ratio."""
@@ -208,7 +210,7 @@ class Geometry:
             return self._cache["mediastinum"]
         a, s = self.an, self.an.scale
         zs = [-400.0, a.dome["R"], a.z_carina - 40, a.z_carina, a.z_carina + 40, a.z_apex, 400.0]
-        half = sdf.Profile(zs, np.array([18, 18, 22, 27, 25, 20, 20]) * s)
+        half = sdf.Profile(zs=zs, values=np.array([18, 18, 22, 27, 25, 20, 20]) * s)
         y_front = a.cav_yc + a.cav_b + 10
 
         class _Slab(sdf.Prim):
@@ -218,13 +220,13 @@ class Geometry:
             def bbox(self_):
                 return np.array([a.dx - 40, a.spine_y, -400.0]), np.array([a.dx + 40, y_front, 400.0])
 
-        spine = sdf.Box([a.dx, a.spine_y - 10, 0.0], [26.0 * s, 40.0, 400.0])
+        spine = sdf.Box(center=[a.dx, a.spine_y - 10, 0.0], half=[26.0 * s, 40.0, 400.0])
         parts: list[sdf.Prim] = [_Slab(), spine, self.heart_sac()]
         for pts, r in self.vessel_paths().values():
             parts.extend(sdf.polyline(pts, r + 2.5))
         if self.hernia is not None:
-            parts.append(sdf.Ellipsoid(self.hernia[0], np.asarray(self.hernia[1]) + 3.0))
-        self._cache["mediastinum"] = csg.Union(parts)
+            parts.append(sdf.Ellipsoid(center=self.hernia[0], radii=np.asarray(self.hernia[1]) + 3.0))
+        self._cache["mediastinum"] = csg.Union(children=parts)
         return self._cache["mediastinum"]
 
     # -- lungs ----------------------------------------------------------------------------------
@@ -232,22 +234,23 @@ class Geometry:
         a, s = self.an, SIDES[side]
         height = 210.0
         return sdf.Ellipsoid(
-            [a.dx + s * 0.5 * a.cav_a, a.cav_yc - 5.0, a.z_apex - height], [0.64 * a.cav_a, 1.1 * a.cav_b, height]
+            center=[a.dx + s * 0.5 * a.cav_a, a.cav_yc - 5.0, a.z_apex - height],
+            radii=[0.64 * a.cav_a, 1.1 * a.cav_b, height],
         )
 
     def chest_wall_envelope(self, side: str) -> sdf.Prim:
         """The lung's outer surface towards the ribs, apex and diaphragm (no mediastinal side): its
         signed distance is the depth below the costal and diaphragmatic pleura."""
-        return csg.Intersect([self.cavity, self._apex(side), self.above_diaphragm()])
+        return csg.Intersect(children=[self.cavity, self._apex(side), self.above_diaphragm()])
 
     def lung(self, side: str) -> sdf.Prim:
         """One lung: thoracic cavity ∩ apical dome ∩ above the diaphragm, minus the mediastinum."""
         if f"lung_{side}" in self._cache:
             return self._cache[f"lung_{side}"]
         a, s = self.an, SIDES[side]
-        half = sdf.HalfSpace([-s, 0, 0], -s * a.dx)  # s * (x - dx) > 0
+        half = sdf.HalfSpace(normal=[-s, 0, 0], offset=-s * a.dx)  # s * (x - dx) > 0
         lung = csg.Intersect(
-            [self.cavity, self._apex(side), half, self.above_diaphragm(), csg.Negate(self.mediastinum())]
+            children=[self.cavity, self._apex(side), half, self.above_diaphragm(), csg.Negate(child=self.mediastinum())]
         )
         self._cache[f"lung_{side}"] = lung
         return lung
@@ -259,19 +262,19 @@ class Geometry:
         z_back, slope = a.fissure[f"{side}_z"], a.fissure[f"{side}_slope"]
         y_back = a.cav_yc - a.cav_b
         # oblique fissure: z = z_back + slope * (y - y_back); the lower lobe is below it
-        lower = sdf.HalfSpace([0, -slope, 1], z_back - slope * y_back)
-        upper = csg.Negate(lower)
+        lower = sdf.HalfSpace(normal=[0, -slope, 1], offset=z_back - slope * y_back)
+        upper = csg.Negate(child=lower)
         if lobe in ("RLL", "LLL"):
             return lower
         if lobe == "LUL":
             return upper
-        minor = sdf.HalfSpace([0, 0, 1], a.fissure["R_minor"])  # below the minor fissure
+        minor = sdf.HalfSpace(normal=[0, 0, 1], offset=a.fissure["R_minor"])  # below the minor fissure
         if lobe == "RML":
-            return csg.Intersect([upper, minor])
-        return csg.Intersect([upper, csg.Negate(minor)])
+            return csg.Intersect(children=[upper, minor])
+        return csg.Intersect(children=[upper, csg.Negate(child=minor)])
 
     def lobe(self, lobe: str) -> sdf.Prim:
-        return csg.Intersect([self.lung(LOBE_SIDE[lobe]), self.fissure(lobe)])
+        return csg.Intersect(children=[self.lung(LOBE_SIDE[lobe]), self.fissure(lobe)])
 
     def sample_lobes(
         self, rng: np.random.Generator, counts: dict[str, int], depth: float = 4.0

@@ -82,7 +82,7 @@ def _along(path: np.ndarray, frac: float) -> np.ndarray:
 
 def _spheres(points, radii, bloom: float = 0.0) -> sdf.CapsuleSet:
     pts = np.asarray(points, dtype=float).reshape(-1, 3)
-    return sdf.CapsuleSet(pts, pts, np.asarray(radii, dtype=float), bloom=bloom)
+    return sdf.CapsuleSet(a=pts, b=pts, r0=np.asarray(radii, dtype=float), bloom=bloom)
 
 
 def _lung_parenchyma(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
@@ -116,13 +116,15 @@ def _lung_parenchyma(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None
             for group, region in groups:
                 if not group:
                     continue
-                walls = csg.VoronoiWalls(seeds[np.isin(seed_lobes, group)], st.params["width"])
-                band = csg.Negate(csg.Offset(geo.chest_wall_envelope(side), -st.params["band"]))  # near the pleura
-                scene.add(csg.Intersect([band, walls]), -120.0, mode="max", within=(region,), tag=st.label)
+                walls = csg.VoronoiWalls(seeds=seeds[np.isin(seed_lobes, group)], width=st.params["width"])
+                band = csg.Negate(
+                    child=csg.Offset(child=geo.chest_wall_envelope(side), delta=-st.params["band"])
+                )  # near the pleura
+                scene.add(csg.Intersect(children=[band, walls]), -120.0, mode="max", within=(region,), tag=st.label)
     if (o := f.get("Lung opacity")) is not None:
         for p, r, hu, lobe in o.params["blobs"]:
             scene.add(
-                sdf.Ellipsoid(p, [r, 0.8 * r, 0.9 * r]),
+                sdf.Ellipsoid(center=p, radii=[r, 0.8 * r, 0.9 * r]),
                 hu,
                 mode="max",
                 feather=8.0,
@@ -136,12 +138,12 @@ def _consolidation(scene: Scene, geo: Geometry, c: Finding, lumen_factor: np.nda
     for k, (lobe, pts, radii, hu) in enumerate(c.params["areas"]):
         name = f"consolidation_{k}"
         scene.regions[name] = Region(
-            csg.Union([sdf.Ellipsoid(p, r) for p, r in zip(pts, radii)]), within=(f"lobe_{lobe}",)
+            csg.Union(children=[sdf.Ellipsoid(center=p, radii=r) for p, r in zip(pts, radii)]), within=(f"lobe_{lobe}",)
         )
         scene.add(name, hu, tag=c.label)
         sel = (tree.lobe == LOBES.index(lobe)) & (tree.radius * lumen_factor >= 0.7)
         r = (tree.radius * lumen_factor)[sel]
-        scene.add(sdf.CapsuleSet(tree.p0[sel], tree.p1[sel], r), -930.0, within=(name,), tag="air_bronchogram")
+        scene.add(sdf.CapsuleSet(a=tree.p0[sel], b=tree.p1[sel], r0=r), -930.0, within=(name,), tag="air_bronchogram")
 
 
 def _collapse(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
@@ -150,7 +152,9 @@ def _collapse(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
             for (p, l1, l2, t, yaw), lobe in zip(a.params["plates"], a.lobes):
                 # a thin plate standing roughly upright: a line on axial slices, a band on coronal ones
                 rot = sdf.rotation(yaw=yaw, roll=np.deg2rad(15.0))
-                scene.add(sdf.Ellipsoid(p, [l1, t, l2], rot), 30.0, within=(f"lobe_{lobe}",), tag=a.label)
+                scene.add(
+                    sdf.Ellipsoid(center=p, radii=[l1, t, l2], rot=rot), 30.0, within=(f"lobe_{lobe}",), tag=a.label
+                )
         else:
             effusion = f.get("Pleural effusion")
             for lobe in a.lobes:
@@ -163,14 +167,14 @@ def _collapse(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
         for p, d, lobe, v in n.params["nodules"]:
             r = d / 2 * (1.0 + 0.08 * np.tanh(v))
             rot = sdf.rotation(*v)
-            scene.add(sdf.Ellipsoid(p, r, rot), 35.0, within=(f"lung_{LOBE_SIDE[lobe]}",), tag=n.label)
+            scene.add(sdf.Ellipsoid(center=p, radii=r, rot=rot), 35.0, within=(f"lung_{LOBE_SIDE[lobe]}",), tag=n.label)
             if d >= 12.0:  # spiculated margin
                 local = np.random.default_rng(np.abs(np.round(p * 10)).astype(np.int64).tolist())
                 dirs = local.normal(size=(6, 3))
                 dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
                 ends = p + dirs * d * local.uniform(0.8, 1.1, size=(6, 1))
                 scene.add(
-                    sdf.CapsuleSet(np.repeat(p[None], 6, 0), ends, 1.0, 0.4),
+                    sdf.CapsuleSet(a=np.repeat(p[None], 6, 0), b=ends, r0=1.0, r1=0.4),
                     0.0,
                     mode="max",
                     within=(f"lung_{LOBE_SIDE[lobe]}",),
@@ -181,12 +185,15 @@ def _collapse(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
             bands = [b for b in fs.params["bands"] if (b[0][0] - geo.an.dx) * SIDES[side] > 0]
             if bands:
                 a_, b_, r_ = zip(*bands)
-                scene.add(sdf.CapsuleSet(a_, b_, r_), 0.0, mode="max", within=(f"lung_{side}",), tag=fs.label)
+                scene.add(sdf.CapsuleSet(a=a_, b=b_, r0=r_), 0.0, mode="max", within=(f"lung_{side}",), tag=fs.label)
         if fs.kind == "apical":
             for lobe in fs.lobes:
                 side = LOBE_SIDE[lobe]
                 cap = csg.Intersect(
-                    [csg.Shell(geo.lung(side), 8.0), sdf.HalfSpace([0, 0, -1], -(geo.an.z_apex - 30.0))]
+                    children=[
+                        csg.Shell(child=geo.lung(side), thickness=8.0),
+                        sdf.HalfSpace(normal=[0, 0, -1], offset=-(geo.an.z_apex - 30.0)),
+                    ]
                 )
                 scene.add(cap, 20.0, within=(f"lung_{side}",), tag=fs.label)
     if (pe := f.get("Pleural effusion")) is not None:
@@ -197,13 +204,18 @@ def _collapse(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
 def _mediastinal(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
     if (hh := f.get("Hiatal hernia")) is not None:
         c, r = hh.params["center"], hh.params["radii"]
-        scene.add(sdf.Ellipsoid(c, r), 40.0, tag=hh.label)
-        scene.add(sdf.Ellipsoid(c, r - 3.0), 20.0, tag=hh.label)
-        gas = csg.Intersect([sdf.Ellipsoid(c, r - 3.0), sdf.HalfSpace([0, 0, -1], -(c[2] + 0.1 * r[2]))])
+        scene.add(sdf.Ellipsoid(center=c, radii=r), 40.0, tag=hh.label)
+        scene.add(sdf.Ellipsoid(center=c, radii=r - 3.0), 20.0, tag=hh.label)
+        gas = csg.Intersect(
+            children=[
+                sdf.Ellipsoid(center=c, radii=r - 3.0),
+                sdf.HalfSpace(normal=[0, 0, -1], offset=-(c[2] + 0.1 * r[2])),
+            ]
+        )
         scene.add(gas, -1000.0, tag=hh.label)
     if (ln := f.get("Lymphadenopathy")) is not None:
         for centre, short, long in ln.params["nodes"]:
-            scene.add(sdf.Ellipsoid(centre, [short / 2, short / 2 * 1.05, long / 2]), 35.0, tag=ln.label)
+            scene.add(sdf.Ellipsoid(center=centre, radii=[short / 2, short / 2 * 1.05, long / 2]), 35.0, tag=ln.label)
     if (ac := f.get("Arterial wall calcification")) is not None:
         path, radii = geo.aorta_path()
         a_, b_ = [], []
@@ -216,7 +228,7 @@ def _mediastinal(scene: Scene, geo: Geometry, f: dict[str, Finding]) -> None:
             a_ += list(pts[:-1])
             b_ += list(pts[1:])
         thick = np.repeat([p[3] for p in ac.params["plaques"]], 3)
-        scene.add(sdf.CapsuleSet(a_, b_, thick, bloom=0.3), 1800.0, mode="max", tag=ac.label)
+        scene.add(sdf.CapsuleSet(a=a_, b=b_, r0=thick, bloom=0.3), 1800.0, mode="max", tag=ac.label)
     if (cc := f.get("Coronary artery wall calcification")) is not None:
         paths = geo.coronary_paths()
         pts = [_along(paths[v], t) for v, t, _ in cc.params["spots"]]
@@ -255,7 +267,7 @@ def _metal(scene: Scene, geo: Geometry, mm: Finding) -> None:
         s = 1.0 if p["port_side"] == "R" else -1.0
         route = np.array([port, [an.dx + s * 45.0, port[1] - 25.0, port[2] + 40.0], _along(svc, 0.3), junction])
         scene.add(sdf.CapsuleSet.of(sdf.polyline(route, 1.3), bloom=0.2), 400.0, mode="max", tag=mm.label)
-        scene.add(sdf.Ellipsoid(port, [13.0, 6.0, 13.0], bloom=0.3), 9000.0, tag=mm.label)
+        scene.add(sdf.Ellipsoid(center=port, radii=[13.0, 6.0, 13.0], bloom=0.3), 9000.0, tag=mm.label)
         scene.add(_Streaks(port, 9.0), _streak_field(port, 9, 0.3), mode="add", within=("body",))
     if "pacemaker" in p:
         gen = p["pacemaker"]
@@ -267,13 +279,18 @@ def _metal(scene: Scene, geo: Geometry, mm: Finding) -> None:
             [gen, [an.dx + s * 35.0, an.trachea_y + 15.0, an.z_apex - 10.0], _along(svc, 0.2), junction, ra, rv_apex]
         )
         scene.add(sdf.CapsuleSet.of(sdf.polyline(route, 1.0), bloom=0.3), 8000.0, mode="max", tag=mm.label)
-        scene.add(sdf.Ellipsoid(gen, [22.0, 5.0, 18.0], bloom=0.3), 12000.0, tag=mm.label)
+        scene.add(sdf.Ellipsoid(center=gen, radii=[22.0, 5.0, 18.0], bloom=0.3), 12000.0, tag=mm.label)
         scene.add(_Streaks(gen, 8.0), _streak_field(gen, 11, 1.1), mode="add", within=("body",))
     if "wires" in p:
         z_top, z_bot = an.z_apex - 40.0, an.dome["R"] + 5.0
         for z in np.linspace(z_top, z_bot, p["wires"]):
             y = float(geo.cav_cy(z) + geo.cav_ay(z)) + 6.0
-            scene.add(sdf.Torus([an.dx, y, z], 10.0 * an.scale, 0.9, bloom=0.3), 20000.0, mode="max", tag=mm.label)
+            scene.add(
+                sdf.Torus(center=[an.dx, y, z], major=10.0 * an.scale, minor=0.9, bloom=0.3),
+                20000.0,
+                mode="max",
+                tag=mm.label,
+            )
 
 
 def lesion_ops(scene: Scene, geo: Geometry, findings: dict[str, Finding], lumen_factor: np.ndarray) -> None:

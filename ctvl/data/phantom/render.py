@@ -125,11 +125,11 @@ def build_patient(seed: int, force: dict[str, int | bool] | None = None) -> Pati
     labels.update(forced)
     age, sex = float(latents["age_years"][0]), str(latents["sex"][0])
     an = sample_anatomy(stream(seed, "anatomy"), age, sex)
-    base = Geometry(an)
+    base = Geometry(an=an)
     details = sample_findings(labels, base, lambda name: stream(seed, name), ORDER)
     hernia = details.get("Hiatal hernia")
     geo = Geometry(
-        an,
+        an=an,
         heart_scale=details["Cardiomegaly"].params["scale"] if "Cardiomegaly" in details else 1.0,
         pericardial=details["Pericardial effusion"].params["thickness"] if "Pericardial effusion" in details else 0.0,
         hernia=(hernia.params["center"], hernia.params["radii"]) if hernia is not None else None,

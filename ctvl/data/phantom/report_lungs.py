@@ -59,7 +59,7 @@ def cap(text: str) -> str:
 class Writer:
     """Picks one of several wordings from the report stream."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, *, rng: np.random.Generator) -> None:
         self.rng = rng
 
     def pick(self, *options: str) -> str:

@@ -289,7 +289,7 @@ def write_report(findings: dict[str, Finding], rng: np.random.Generator) -> tupl
     Returns:
         ``(findings_text, impression_text)``.
     """
-    w = Writer(rng)
+    w = Writer(rng=rng)
     body = [
         w.pick(
             "The trachea and both main bronchi are patent.",

@@ -18,7 +18,7 @@ __all__ = ["sample_anatomy"]
 
 def _sample_trees(an: Anatomy, rng: np.random.Generator) -> None:
     """Grow airways, arteries and veins inside the (normal) lobes of ``an`` (in place)."""
-    geo = Geometry(an)
+    geo = Geometry(an=an)
     s = an.scale
     carina = np.array([an.dx, an.trachea_y, an.z_carina])
     h_r, h_l = an.hilum("R"), an.hilum("L")

@@ -53,7 +53,7 @@ class Ellipsoid(Prim):
         bloom: minimum semi-axis as a fraction of the voxel size (0 = none).
     """
 
-    def __init__(self, center, radii, rot=None, bloom: float = 0.0) -> None:
+    def __init__(self, *, center, radii, rot=None, bloom: float = 0.0) -> None:
         self.c = np.asarray(center, dtype=float)
         self.r = np.asarray(radii, dtype=float)
         self.rot = np.eye(3) if rot is None else np.asarray(rot, dtype=float)
@@ -87,7 +87,7 @@ class Capsule(Prim):
         bloom: minimum radius as a fraction of the voxel size.
     """
 
-    def __init__(self, a, b, r0: float, r1: float | None = None, bloom: float = 0.0) -> None:
+    def __init__(self, *, a, b, r0: float, r1: float | None = None, bloom: float = 0.0) -> None:
         self.a = np.asarray(a, dtype=float)
         self.b = np.asarray(b, dtype=float)
         self.r0 = float(r0)
@@ -122,7 +122,7 @@ class CapsuleSet(Prim):
         bloom: minimum radius as a fraction of the voxel size.
     """
 
-    def __init__(self, a, b, r0, r1=None, bloom: float = 0.0) -> None:
+    def __init__(self, *, a, b, r0, r1=None, bloom: float = 0.0) -> None:
         self.a = np.asarray(a, dtype=float).reshape(-1, 3)
         self.b = np.asarray(b, dtype=float).reshape(-1, 3)
         self.r0 = np.broadcast_to(np.asarray(r0, dtype=float), (len(self.a),)).copy()
@@ -151,7 +151,9 @@ class CapsuleSet(Prim):
         shape = np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z))
         out = np.full(shape, FAR, dtype=np.float32)
         for i in range(len(self)):
-            out = np.minimum(out, Capsule(self.a[i], self.b[i], self.r0[i], self.r1[i], self.bloom).sdf(x, y, z, h))
+            out = np.minimum(
+                out, Capsule(a=self.a[i], b=self.b[i], r0=self.r0[i], r1=self.r1[i], bloom=self.bloom).sdf(x, y, z, h)
+            )
         return out
 
     def bbox(self):
@@ -164,12 +166,12 @@ class CapsuleSet(Prim):
     def of(capsules: Sequence[Capsule], bloom: float = 0.0) -> CapsuleSet:
         """Collect single :class:`Capsule` s into a set."""
         if not capsules:
-            return CapsuleSet(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), bloom=bloom)
+            return CapsuleSet(a=np.zeros((0, 3)), b=np.zeros((0, 3)), r0=np.zeros(0), bloom=bloom)
         return CapsuleSet(
-            [c.a for c in capsules],
-            [c.b for c in capsules],
-            [c.r0 for c in capsules],
-            [c.r1 for c in capsules],
+            a=[c.a for c in capsules],
+            b=[c.b for c in capsules],
+            r0=[c.r0 for c in capsules],
+            r1=[c.r1 for c in capsules],
             bloom=bloom,
         )
 
@@ -177,7 +179,7 @@ class CapsuleSet(Prim):
 class Torus(Prim):
     """Ring of major radius ``major`` and tube radius ``minor`` around local axis 2 of ``rot``."""
 
-    def __init__(self, center, major: float, minor: float, rot=None, bloom: float = 0.0) -> None:
+    def __init__(self, *, center, major: float, minor: float, rot=None, bloom: float = 0.0) -> None:
         self.c = np.asarray(center, dtype=float)
         self.major, self.minor = float(major), float(minor)
         self.rot = np.eye(3) if rot is None else np.asarray(rot, dtype=float)
@@ -199,7 +201,7 @@ class Torus(Prim):
 class Box(Prim):
     """Rounded box: half-sizes ``half`` along the local axes, edges rounded by ``round`` mm."""
 
-    def __init__(self, center, half, rot=None, round: float = 0.0) -> None:
+    def __init__(self, *, center, half, rot=None, round: float = 0.0) -> None:
         self.c = np.asarray(center, dtype=float)
         self.half = np.asarray(half, dtype=float) - round
         self.round = float(round)
@@ -222,7 +224,7 @@ class Box(Prim):
 class Profile:
     """A quantity that varies along z, linearly interpolated from a table (mm → value)."""
 
-    def __init__(self, zs: Sequence[float], values: Sequence[float]) -> None:
+    def __init__(self, *, zs: Sequence[float], values: Sequence[float]) -> None:
         order = np.argsort(zs)
         self.zs = np.asarray(zs, dtype=float)[order]
         self.values = np.asarray(values, dtype=float)[order]
@@ -241,7 +243,7 @@ class EllipticCylinder(Prim):
     Bounded in z by ``z0 < z < z1``. Used for the body outline, the thoracic cavity, the spine.
     """
 
-    def __init__(self, cx: Profile, cy: Profile, ax: Profile, ay: Profile, z0: float, z1: float) -> None:
+    def __init__(self, *, cx: Profile, cy: Profile, ax: Profile, ay: Profile, z0: float, z1: float) -> None:
         self.cx, self.cy, self.ax, self.ay = cx, cy, ax, ay
         self.z0, self.z1 = float(z0), float(z1)
 
@@ -262,7 +264,7 @@ class EllipticCylinder(Prim):
 class HalfSpace(Prim):
     """Points with ``n · p < d`` (``n`` is normalised)."""
 
-    def __init__(self, normal, offset: float) -> None:
+    def __init__(self, *, normal, offset: float) -> None:
         n = np.asarray(normal, dtype=float)
         norm = float(np.linalg.norm(n))
         self.n = [float(v) for v in n / norm]
@@ -275,7 +277,7 @@ class HalfSpace(Prim):
 class HeightField(Prim):
     """Points below (``below=True``) or above a surface ``z = f(x, y)``; distance measured along z."""
 
-    def __init__(self, f: Callable[[np.ndarray, np.ndarray], np.ndarray], below: bool) -> None:
+    def __init__(self, *, f: Callable[[np.ndarray, np.ndarray], np.ndarray], below: bool) -> None:
         self.f = f
         self.sign = 1.0 if below else -1.0
 
@@ -286,7 +288,7 @@ class HeightField(Prim):
 class PeriodicSlabs(Prim):
     """Horizontal slabs of ``thickness`` repeating every ``period`` mm from ``z0`` (vertebrae, ribs)."""
 
-    def __init__(self, z0: float, period: float, thickness: float) -> None:
+    def __init__(self, *, z0: float, period: float, thickness: float) -> None:
         self.z0, self.period, self.thickness = float(z0), float(period), float(thickness)
 
     def sdf(self, x, y, z, h):
@@ -304,7 +306,7 @@ def polyline(points: np.ndarray, radius: float | Sequence[float], bloom: float =
     """
     pts = np.asarray(points, dtype=float)
     radii = np.broadcast_to(np.asarray(radius, dtype=float), (len(pts),))
-    return [Capsule(pts[i], pts[i + 1], radii[i], radii[i + 1], bloom) for i in range(len(pts) - 1)]
+    return [Capsule(a=pts[i], b=pts[i + 1], r0=radii[i], r1=radii[i + 1], bloom=bloom) for i in range(len(pts) - 1)]
 
 
 def rotation(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:

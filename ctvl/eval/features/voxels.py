@@ -58,7 +58,7 @@ def model_space_volumes(
     if unlabeled:
         raise InputError(f"{len(unlabeled)} records have no labels (first: {unlabeled[0]})")
     labels = torch.from_numpy(np.stack([r.labels for r in records]).astype(np.float32))
-    cache = TensorCache(cache_dir) if cache_dir is not None else None
+    cache = TensorCache(root=cache_dir) if cache_dir is not None else None
     key = records_key(records, spec) if cache is not None else ""
     if cache is not None:
         found = cache.load(key)

@@ -99,7 +99,7 @@ class ReportLabeler:
 
     labels: tuple[str, ...] = CTRATE_LABELS
 
-    def __init__(self, uncertain_as_positive: bool = True) -> None:
+    def __init__(self, *, uncertain_as_positive: bool = True) -> None:
         self.uncertain_as_positive = uncertain_as_positive
 
     def mentions(self, text: str) -> list[Mention]:

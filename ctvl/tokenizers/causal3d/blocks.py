@@ -30,20 +30,28 @@ class ResBlock(nn.Module):
 
     def __init__(
         self,
+        *,
         in_channels: int,
         out_channels: int,
-        *,
         kernel_t: int = 3,
         pad_mode: PadMode = "zeros",
         max_groups: int = 32,
     ) -> None:
         super().__init__()
         k = (kernel_t, 3, 3)
-        self.norm0 = SliceGroupNorm(in_channels, max_groups)
-        self.conv0 = CausalConv3d(in_channels, out_channels, k, pad_mode=pad_mode, bias=False)
-        self.norm1 = SliceGroupNorm(out_channels, max_groups)
-        self.conv1 = CausalConv3d(out_channels, out_channels, k, pad_mode=pad_mode, bias=False)
-        self.shortcut = CausalConv3d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
+        self.norm0 = SliceGroupNorm(channels=in_channels, max_groups=max_groups)
+        self.conv0 = CausalConv3d(
+            in_channels=in_channels, out_channels=out_channels, kernel_size=k, pad_mode=pad_mode, bias=False
+        )
+        self.norm1 = SliceGroupNorm(channels=out_channels, max_groups=max_groups)
+        self.conv1 = CausalConv3d(
+            in_channels=out_channels, out_channels=out_channels, kernel_size=k, pad_mode=pad_mode, bias=False
+        )
+        self.shortcut = (
+            CausalConv3d(in_channels=in_channels, out_channels=out_channels, kernel_size=1, bias=False)
+            if in_channels != out_channels
+            else None
+        )
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         """(B, C_in, T, H, W) -> (B, C_out, T, H, W)."""
@@ -72,11 +80,16 @@ class CausalUpsample(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride_t: int, *, kernel_t: int = 3, pad_mode: PadMode = "zeros"
+        self, *, in_channels: int, out_channels: int, stride_t: int, kernel_t: int = 3, pad_mode: PadMode = "zeros"
     ) -> None:
         super().__init__()
         self.stride_t, self.out_channels = stride_t, out_channels
-        self.conv = CausalConv3d(in_channels, out_channels * stride_t * 4, (kernel_t, 3, 3), pad_mode=pad_mode)
+        self.conv = CausalConv3d(
+            in_channels=in_channels,
+            out_channels=out_channels * stride_t * 4,
+            kernel_size=(kernel_t, 3, 3),
+            pad_mode=pad_mode,
+        )
 
     def forward(self, x: torch.Tensor, first: bool, cache: CausalCache | None = None) -> torch.Tensor:
         """Upsample (B, C_in, T, H, W); ``first``: the chunk starts at frame 0 of the volume."""

@@ -42,9 +42,9 @@ KINDS = ("causal3d", "slicewise")
 def build_tokenizer(kind: str, config: Causal3DConfig) -> Causal3DTokenizer:
     """The network of ``kind`` (``"causal3d"`` or ``"slicewise"``) with architecture ``config``."""
     if kind == "causal3d":
-        return Causal3DTokenizer(config)
+        return Causal3DTokenizer(config=config)
     if kind == "slicewise":
-        return SliceTokenizer(config)
+        return SliceTokenizer(config=config)
     raise ConfigError(f"unknown tokenizer kind {kind!r}; use one of {', '.join(KINDS)}")
 
 

@@ -76,11 +76,11 @@ class CausalConv3d(nn.Module):
 
     def __init__(
         self,
+        *,
         in_channels: int,
         out_channels: int,
         kernel_size: int | tuple[int, int, int] = 3,
         stride: int | tuple[int, int, int] = 1,
-        *,
         pad_mode: PadMode = "zeros",
         bias: bool = True,
     ) -> None:

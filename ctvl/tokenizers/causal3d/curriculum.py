@@ -134,7 +134,7 @@ class VolumeSource:
         memory_mb: in-memory LRU budget (the phantom set fits entirely; CT-RATE volumes are re-read).
     """
 
-    def __init__(self, dataset: Any, limit: int | None = None, memory_mb: float = 2048.0) -> None:
+    def __init__(self, *, dataset: Any, limit: int | None = None, memory_mb: float = 2048.0) -> None:
         self.dataset = dataset
         self.n = len(dataset) if limit is None else min(int(limit), len(dataset))
         if self.n < 1:
@@ -210,9 +210,9 @@ def _open_folder(item: Mapping[str, Any], spec: Any, memory_mb: float, what: str
         )
     index = scan_ctrate(root, split=str(item.get("split", "train")))
     cache = item.get("cache_dir") or root / ".cache" / "preprocess"
-    dataset = CTRateDataset(index, spec, cache_dir=cache)
+    dataset = CTRateDataset(source=index, spec=spec, cache_dir=cache)
     limit = item.get("max_volumes")
-    return VolumeSource(dataset, None if limit is None else int(limit), memory_mb)
+    return VolumeSource(dataset=dataset, limit=None if limit is None else int(limit), memory_mb=memory_mb)
 
 
 def open_volumes(data: Mapping[str, Any], spec: Any) -> VolumeMix:

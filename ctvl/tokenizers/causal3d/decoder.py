@@ -52,24 +52,34 @@ class Decoder(nn.Module):
             raise ValueError("temporal_downsample needs one entry per downsampling (len(channel_mult) - 1)")
         blk = {"kernel_t": kernel_t, "pad_mode": pad_mode, "max_groups": max_groups}
         ch = filters * channel_mult[-1]
-        self.conv_in = CausalConv3d(in_channels, ch, (kernel_t, 3, 3), pad_mode=pad_mode)
-        self.mid = nn.ModuleList(ResBlock(ch, ch, **blk) for _ in range(num_res_blocks))
+        self.conv_in = CausalConv3d(
+            in_channels=in_channels, out_channels=ch, kernel_size=(kernel_t, 3, 3), pad_mode=pad_mode
+        )
+        self.mid = nn.ModuleList(ResBlock(in_channels=ch, out_channels=ch, **blk) for _ in range(num_res_blocks))
         self.cond_norms = nn.ModuleList()
         self.levels = nn.ModuleList()
         self.ups = nn.ModuleList()
         self.up_strides: list[int] = []
         for i in reversed(range(len(channel_mult))):
             out = filters * channel_mult[i]
-            self.cond_norms.append(AdaptiveSliceGroupNorm(ch, in_channels, max_groups))
-            blocks = [ResBlock(ch if j == 0 else out, out, **blk) for j in range(num_res_blocks)]
+            self.cond_norms.append(
+                AdaptiveSliceGroupNorm(channels=ch, cond_channels=in_channels, max_groups=max_groups)
+            )
+            blocks = [
+                ResBlock(in_channels=ch if j == 0 else out, out_channels=out, **blk) for j in range(num_res_blocks)
+            ]
             self.levels.append(nn.ModuleList(blocks))
             ch = out
             if i > 0:
                 t = 2 if temporal_downsample[i - 1] else 1
-                self.ups.append(CausalUpsample(ch, ch, t, kernel_t=kernel_t, pad_mode=pad_mode))
+                self.ups.append(
+                    CausalUpsample(in_channels=ch, out_channels=ch, stride_t=t, kernel_t=kernel_t, pad_mode=pad_mode)
+                )
                 self.up_strides.append(t)
-        self.norm_out = SliceGroupNorm(ch, max_groups)
-        self.conv_out = CausalConv3d(ch, out_channels, (kernel_t, 3, 3), pad_mode=pad_mode)
+        self.norm_out = SliceGroupNorm(channels=ch, max_groups=max_groups)
+        self.conv_out = CausalConv3d(
+            in_channels=ch, out_channels=out_channels, kernel_size=(kernel_t, 3, 3), pad_mode=pad_mode
+        )
 
     def forward(self, z: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         """Decode quantized latents (B, D, n, h, w) -> Haar frames (B, C_out, F, H, W).

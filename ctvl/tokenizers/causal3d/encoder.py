@@ -54,20 +54,28 @@ class Encoder(nn.Module):
             raise ValueError("temporal_downsample needs one entry per downsampling (len(channel_mult) - 1)")
         blk = {"kernel_t": kernel_t, "pad_mode": pad_mode, "max_groups": max_groups}
         ch = filters * channel_mult[0]
-        self.conv_in = CausalConv3d(in_channels, ch, (kernel_t, 3, 3), pad_mode=pad_mode)
+        self.conv_in = CausalConv3d(
+            in_channels=in_channels, out_channels=ch, kernel_size=(kernel_t, 3, 3), pad_mode=pad_mode
+        )
         self.levels = nn.ModuleList()
         self.downs = nn.ModuleList()
         for i, mult in enumerate(channel_mult):
             out = filters * mult
-            blocks = [ResBlock(ch if j == 0 else out, out, **blk) for j in range(num_res_blocks)]
+            blocks = [
+                ResBlock(in_channels=ch if j == 0 else out, out_channels=out, **blk) for j in range(num_res_blocks)
+            ]
             self.levels.append(nn.ModuleList(blocks))
             ch = out
             if i < len(channel_mult) - 1:
                 stride = (2 if temporal_downsample[i] else 1, 2, 2)
-                self.downs.append(CausalConv3d(ch, ch, (kernel_t, 3, 3), stride, pad_mode=pad_mode))
-        self.mid = nn.ModuleList(ResBlock(ch, ch, **blk) for _ in range(num_res_blocks))
-        self.norm_out = SliceGroupNorm(ch, max_groups)
-        self.conv_out = CausalConv3d(ch, out_channels, 1)
+                self.downs.append(
+                    CausalConv3d(
+                        in_channels=ch, out_channels=ch, kernel_size=(kernel_t, 3, 3), stride=stride, pad_mode=pad_mode
+                    )
+                )
+        self.mid = nn.ModuleList(ResBlock(in_channels=ch, out_channels=ch, **blk) for _ in range(num_res_blocks))
+        self.norm_out = SliceGroupNorm(channels=ch, max_groups=max_groups)
+        self.conv_out = CausalConv3d(in_channels=ch, out_channels=out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         """Encode Haar frames (B, C_in, F, H, W) -> latents (B, D, F', H', W').

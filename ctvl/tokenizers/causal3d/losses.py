@@ -59,7 +59,7 @@ class TokenizerLoss(nn.Module):
         config: loss weights; the discriminator exists only when ``adversarial_weight > 0``.
     """
 
-    def __init__(self, config: TokenizerLossConfig | None = None) -> None:
+    def __init__(self, *, config: TokenizerLossConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or TokenizerLossConfig()
         self.adversarial = PatchAdversarialLoss(criterion="hinge")

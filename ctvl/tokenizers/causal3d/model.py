@@ -183,7 +183,7 @@ class Causal3DTokenizer(nn.Module):
             when omitted.
     """
 
-    def __init__(self, config: Causal3DConfig | None = None, quantizer: Quantizer | None = None) -> None:
+    def __init__(self, *, config: Causal3DConfig | None = None, quantizer: Quantizer | None = None) -> None:
         super().__init__()
         self.config = cfg = config or Causal3DConfig.paper()
         arch = {

@@ -45,7 +45,7 @@ class SliceGroupNorm(nn.Module):
         (B, C, T, H, W) -> (B, C, T, H, W).
     """
 
-    def __init__(self, channels: int, max_groups: int = 32, affine: bool = True, eps: float = 1e-5) -> None:
+    def __init__(self, *, channels: int, max_groups: int = 32, affine: bool = True, eps: float = 1e-5) -> None:
         super().__init__()
         self.groups, self.eps = groups_for(channels, max_groups), eps
         self.weight = nn.Parameter(torch.ones(channels)) if affine else None
@@ -102,7 +102,7 @@ class AdaptiveSliceGroupNorm(nn.Module):
         when ``first``).
     """
 
-    def __init__(self, channels: int, cond_channels: int, max_groups: int = 32, eps: float = 1e-5) -> None:
+    def __init__(self, *, channels: int, cond_channels: int, max_groups: int = 32, eps: float = 1e-5) -> None:
         super().__init__()
         self.groups, self.eps = groups_for(channels, max_groups), eps
         self.to_scale_shift = nn.Conv3d(cond_channels, 2 * channels, kernel_size=1)

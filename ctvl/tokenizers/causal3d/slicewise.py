@@ -70,12 +70,12 @@ class SliceTokenizer(Causal3DTokenizer):
         quantizer: optional ready quantizer with ``dim == config.token_channels``.
     """
 
-    def __init__(self, config: Causal3DConfig, quantizer: Quantizer | None = None) -> None:
+    def __init__(self, *, config: Causal3DConfig, quantizer: Quantizer | None = None) -> None:
         if config.temporal:
             raise ConfigError("SliceTokenizer needs a temporal=False config (see slicewise_config)")
-        super().__init__(config, quantizer)
+        super().__init__(config=config, quantizer=quantizer)
 
     @classmethod
     def matching(cls, config: Causal3DConfig, depth: int | None = None, **overrides: Any) -> SliceTokenizer:
         """A baseline with the token budget of the 3D ``config`` (see :func:`slicewise_config`)."""
-        return cls(slicewise_config(config, depth, **overrides))
+        return cls(config=slicewise_config(config, depth, **overrides))

@@ -114,7 +114,7 @@ class TokenizerTask(TrainTask):
     name = "tokenizer"
     step_hooks = True  # the LFQ batch entropy and the LeCAM anchors cover the whole step (begin_step, end_step)
 
-    def __init__(self, stage: int | None = None) -> None:
+    def __init__(self, *, stage: int | None = None) -> None:
         self.stage_arg = stage
         self.cfg: TrainConfig | None = None
         self.section: ModelSection | None = None
@@ -147,7 +147,7 @@ class TokenizerTask(TrainTask):
         self.plan = stage_plan(int(stage), cfg.data, self.section.config.time_factor)
         if self.section.kind == "slicewise" and self.plan.stage != 1:
             raise ConfigError("the slice-wise baseline trains on the stage-1 stream only (data.stage: 1)")
-        self.criterion = TokenizerLoss(self.section.loss)
+        self.criterion = TokenizerLoss(config=self.section.loss)
 
     def build_model(self, cfg: TrainConfig) -> nn.Module:
         self.setup(cfg)

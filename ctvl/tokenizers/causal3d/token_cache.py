@@ -54,9 +54,9 @@ class VisualTokenCache:
         root: cache folder; None keeps nothing on disk.
     """
 
-    def __init__(self, tokenizer: LoadedTokenizer, root: str | Path | None) -> None:
+    def __init__(self, *, tokenizer: LoadedTokenizer, root: str | Path | None) -> None:
         self.tokenizer = tokenizer
-        self.cache = TensorCache(root) if root is not None else None
+        self.cache = TensorCache(root=root) if root is not None else None
 
     def key(self, path: str | Path) -> str:
         """Cache key of a scan file for this tokenizer."""

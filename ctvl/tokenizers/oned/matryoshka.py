@@ -35,6 +35,7 @@ class MQTResampler(nn.Module):
 
     def __init__(
         self,
+        *,
         dim: int,
         num_queries: int,
         context_dim: int | None = None,
@@ -87,7 +88,7 @@ class NestedPooling(nn.Module):
             previous one, every coarse token is exactly the mean of the finer tokens it covers.
     """
 
-    def __init__(self, spatial_dims: int, levels: Sequence[int | Sequence[int]]) -> None:
+    def __init__(self, *, spatial_dims: int, levels: Sequence[int | Sequence[int]]) -> None:
         super().__init__()
         if spatial_dims not in (1, 2, 3):
             raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")

@@ -41,6 +41,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(
         self,
+        *,
         spatial_dims: int,
         in_channels: int,
         dim: int,

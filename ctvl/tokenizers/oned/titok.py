@@ -81,14 +81,20 @@ class TiTok1D(nn.Module):
             from ``config.quantizer`` (None there = continuous tokens).
     """
 
-    def __init__(self, config: TiTokConfig, quantizer: Quantizer | None = None) -> None:
+    def __init__(self, *, config: TiTokConfig, quantizer: Quantizer | None = None) -> None:
         super().__init__()
         if config.token_drop not in TOKEN_DROP_MODES:
             raise ValueError(f"token_drop must be one of {TOKEN_DROP_MODES}, got {config.token_drop!r}")
         check_full_share(config.full_share)
         self.config = config
         d, k = config.width, config.num_latent_tokens
-        self.patch_embed = PatchEmbed(config.spatial_dims, config.in_channels, d, config.image_size, config.patch_size)
+        self.patch_embed = PatchEmbed(
+            spatial_dims=config.spatial_dims,
+            in_channels=config.in_channels,
+            dim=d,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+        )
         n = self.patch_embed.num_patches
         self.enc_pos = nn.Parameter(torch.randn(n, d) * 0.02)
         self.latents = nn.Parameter(torch.randn(k, d) * 0.02)

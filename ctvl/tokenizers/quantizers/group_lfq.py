@@ -83,7 +83,7 @@ class GroupLFQ(Quantizer):
         width = groups * bits_per_group
         self.project_in = nn.Linear(dim, width) if dim != width else nn.Identity()
         self.project_out = nn.Linear(width, dim) if dim != width else nn.Identity()
-        self.entropy_weight = AnnealedWeight(entropy_weight, entropy_weight_start, entropy_anneal_steps)
+        self.entropy_weight = AnnealedWeight(end=entropy_weight, start=entropy_weight_start, steps=entropy_anneal_steps)
         self.commitment_weight = commitment_weight
         self.diversity_gamma = diversity_gamma
         self.inv_temperature = inv_temperature

@@ -101,7 +101,7 @@ class AnnealedWeight(nn.Module):
     set explicitly with :meth:`set_step` (e.g. to the global step under gradient accumulation).
     """
 
-    def __init__(self, end: float, start: float | None = None, steps: int = 0) -> None:
+    def __init__(self, *, end: float, start: float | None = None, steps: int = 0) -> None:
         super().__init__()
         self.end, self.start, self.steps = float(end), float(end if start is None else start), int(steps)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
@@ -157,7 +157,7 @@ class LFQ(Quantizer):
         self.dim, self.bits, self.channel_last = dim, bits, channel_last
         self.project_in = nn.Linear(dim, bits) if dim != bits else nn.Identity()
         self.project_out = nn.Linear(bits, dim) if dim != bits else nn.Identity()
-        self.entropy_weight = AnnealedWeight(entropy_weight, entropy_weight_start, entropy_anneal_steps)
+        self.entropy_weight = AnnealedWeight(end=entropy_weight, start=entropy_weight_start, steps=entropy_anneal_steps)
         self.commitment_weight = commitment_weight
         self.diversity_gamma = diversity_gamma
         self.inv_temperature = inv_temperature

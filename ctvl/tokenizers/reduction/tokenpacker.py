@@ -35,6 +35,7 @@ class TokenPacker(nn.Module):
 
     def __init__(
         self,
+        *,
         spatial_dims: int,
         dim: int,
         out_dim: int | None = None,
