@@ -13,9 +13,13 @@ Layers, top to bottom (a module imports only from its own layer's package or fro
 8. ``atomic`` | ``psnr``: atomic file/folder writes, PSNR from MSE;
 9. ``errors``: the one-line errors every layer raises.
 
-No two sibling modules import each other, directly or round a longer loop. Library modules import at
-the top; only the command-line and viewer entry points defer heavy imports into functions, so that
-``ctvl --help`` and the first page of the viewer start fast.
+No two sibling modules import each other, directly or round a longer loop. Modules import ctvl
+modules at the top, with three kinds of exception, each said where it happens: the command line,
+viewer and benchmarks defer their stacks into the functions that use them (``ctvl --help`` answers at
+once, the viewer serves a page before any model loads, a benchmark times the imports it measures); a
+hot path keeps out what it rarely needs (report generation, the reduction kinds, anti-aliasing); and a
+heavy third-party library used by one function (matplotlib, scipy, SimpleITK, pydicom, transformers,
+scikit-learn, pycocoevalcap) is imported in that function.
 """
 
 __version__ = "0.1.0"

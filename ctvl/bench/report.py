@@ -1,6 +1,9 @@
 """``ctvl bench report``: how long a user waits for a report, cold (a fresh ``ctvl report``) and warm (a
 loaded model, as in the viewer or the Python API), each beside a baseline measured in the same run.
 
+The ctvl modules a measurement times are imported inside its functions, never at the top: importing
+this module must not pay the cost being measured.
+
 Every measurement runs in a fresh Python process with ``OMP_NUM_THREADS`` = ``MKL_NUM_THREADS`` =
 ``threads``, ``repeats`` times; medians are reported:
 

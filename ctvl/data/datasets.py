@@ -28,6 +28,7 @@ from ctvl.data.cache import TensorCache, file_key
 from ctvl.data.labels import NUM_LABELS
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
+from ctvl.io import read_volume
 from ctvl.io.volume import Volume
 
 Reader = Callable[[Path], Volume]
@@ -246,8 +247,6 @@ def load_record_volume(record: CTRateRecord, reader: Reader | None = None) -> Vo
     :func:`ctvl.data.ctrate.resolve_rescale`. The CSV spacing is used only when the header has none.
     """
     if reader is None:
-        from ctvl.io import read_volume
-
         slope, inter = record.metadata.get("RescaleSlope"), record.metadata.get("RescaleIntercept")
         row = {"RescaleSlope": slope, "RescaleIntercept": inter} if slope is not None and inter is not None else None
         volume = read_volume(record.path, metadata=row)

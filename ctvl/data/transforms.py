@@ -231,6 +231,8 @@ class PreprocessSpec:
             source = _oriented_spacing(volume, self.orientation)
             sigmas = tuple(max(0.0, (t / s - 1.0) / 2.0) for t, s in zip(self.spacing, source))
             if max(sigmas) >= 0.25:
+                # deferred: the antialias transform loads MONAI's full transform stack (about 4 s cold),
+                # which specs without anti-aliasing and every importer of this module never need
                 from ctvl.data.antialias import GaussianAntiAliasd
 
                 chain.append(GaussianAntiAliasd(keys=_KEY, sigmas=sigmas))

@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctvl.data.datasets import scan_ctrate
 from ctvl.data.labels import NUM_LABELS
 from ctvl.eval.clinical import clinical_metrics
+from ctvl.report.bundle import load_report_model
+from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
 
 GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 14))  # 0.05 ... 0.65
 
@@ -83,9 +86,6 @@ def calibrate_on_split(
     Returns:
         ``{"threshold", "scores" ({threshold: macro F1}), "split", "n_scans"}``.
     """
-    from ctvl.data.datasets import scan_ctrate
-    from ctvl.report.bundle import load_report_model
-    from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
 
     loaded = load_report_model(model_path)
     if loaded.tokenizer is None:

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ctvl.io.volume import Volume
+
 WINDOW = (-1000.0, 1000.0)  # HU window of the metrics (the paper's clip range)
 PSNR_CAP = 100.0  # dB reported for identical volumes
 
@@ -144,7 +146,6 @@ def field_of_view(spec: object, volume: object) -> tuple[slice, slice, slice]:
     Returns:
         Slices along (T, H, W) of the model tensor (1, T, H, W); the whole grid if nothing is padded.
     """
-    from ctvl.io.volume import Volume
 
     centre = 0.5 * (spec.window[0] + spec.window[1])  # type: ignore[attr-defined]
     probe = Volume(np.full(volume.shape, centre, np.float32), np.asarray(volume.affine))  # type: ignore[attr-defined]

@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from ctvl.atomic import atomic_file, write_json
+from ctvl.data.datasets import load_record_volume, scan_ctrate
 from ctvl.errors import CtvlError, InputError
+from ctvl.eval.labeler import ReportLabeler
+from ctvl.eval.reports import evaluate_reports
+from ctvl.report.bundle import load_report_model
+from ctvl.report.generate import ReportGenerator
+from ctvl.train.distributed import barrier, init_distributed, shutdown
 
 PRED_DIR = "predictions"
 
@@ -102,8 +108,6 @@ def _generate_shard(records: Sequence[Any], generator: Any, writer: _Writer, bat
     """Generate and write rows for ``records``; returns how many rows were written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ctvl.data.datasets import load_record_volume
-
     columns = (TextColumn("reports"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     written = 0
     with Progress(*columns, disable=not show, transient=False) as bar:
@@ -164,7 +168,6 @@ def _merge_and_evaluate(
     out: Path, records: Sequence[Any], meteor: bool | None, info: dict[str, Any]
 ) -> tuple[int, int, dict | None]:
     """Rank 0: merge rows, write predictions/errors CSVs and evaluate. Returns (errors, evaluated, metrics)."""
-    from ctvl.eval.reports import evaluate_reports
 
     rows = read_rows(out / PRED_DIR)
     ok = [r for r in records if r.volume_name in rows and not rows[r.volume_name].get("error")]
@@ -254,11 +257,6 @@ def run_eval(
     Raises:
         InputError: no such dataset/split, no reports CSV, or a bad model bundle.
     """
-    from ctvl.data.datasets import scan_ctrate
-    from ctvl.eval.labeler import ReportLabeler
-    from ctvl.report.bundle import load_report_model
-    from ctvl.report.generate import ReportGenerator
-    from ctvl.train.distributed import barrier, init_distributed, shutdown
 
     began = time.perf_counter()
     if batch_size < 1:

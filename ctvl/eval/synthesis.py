@@ -32,8 +32,15 @@ import numpy as np
 import torch
 
 from ctvl.atomic import atomic_file, write_json, write_text
+from ctvl.data.datasets import scan_ctrate
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
+from ctvl.eval.features.bundle import load_feature_nets
+from ctvl.eval.features.consistency import label_consistency, memorization
+from ctvl.eval.features.frechet import fd_3d, fid_2p5d
+from ctvl.eval.features.voxels import model_space_volumes
+from ctvl.eval.labeler import ReportLabeler
+from ctvl.synthesis import generate, load_generator
 
 GRID_ROWS = 6
 
@@ -69,8 +76,6 @@ def read_prompts(path: str | Path) -> tuple[list[str], list[str]]:
 
 def load_real(root: str | Path, split: str, spec, cache_dir: str | Path | None, limit: int | None = None) -> RealSet:
     """A CT-RATE-layout split with labels, preprocessed into model space (cached)."""
-    from ctvl.data.datasets import scan_ctrate
-    from ctvl.eval.features.voxels import model_space_volumes
 
     records = scan_ctrate(root, split=split, require=("labels",)).records
     records = records[:limit] if limit else records
@@ -94,8 +99,6 @@ def _reconstruct(gen, volumes: torch.Tensor, batch: int = 8) -> torch.Tensor:
 
 def _distances(nets, x: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
     import warnings
-
-    from ctvl.eval.features.frechet import fd_3d, fid_2p5d
 
     with warnings.catch_warnings():  # scipy's sqrtm warns on near-singular covariances of small sets
         warnings.simplefilter("ignore")
@@ -181,11 +184,6 @@ def evaluate_synthesis(
         progress: show a progress bar.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from ctvl.eval.features.bundle import load_feature_nets
-    from ctvl.eval.features.consistency import label_consistency, memorization
-    from ctvl.eval.labeler import ReportLabeler
-    from ctvl.synthesis import generate, load_generator
 
     if n_per_prompt < 1:
         raise InputError(f"--n-per-prompt must be >= 1, got {n_per_prompt}")

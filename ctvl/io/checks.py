@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ctvl.errors import InputError
+
 AIR_HU = -1000.0
 HU_LOW_RANGE = (-1300.0, -500.0)  # where the lowest 0.5 % of a real CT falls (air or lung)
 PADDING_BELOW = -1500.0  # a constant minimum below this is padding, not anatomy
@@ -239,8 +241,6 @@ class IssueLog:
             return
         if issue.refuse:
             if self.strict:
-                from ctvl.errors import InputError
-
                 raise InputError(issue.message, path=self.path)
             self.refused = True
             self.warnings.append(f"{issue.message} (read_volume refuses this input)")

@@ -24,6 +24,7 @@ from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.tokenizers.causal3d.bundle import copy_tokenizer_bundle, load_embedded_tokenizer
+from ctvl.train.checkpoint import load_checkpoint, load_weights, open_bundle, write_bundle_files
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "report-phantom-cpu"
 BUNDLE_FORMAT = "ctvl-report-bundle-1"
@@ -80,7 +81,6 @@ def load_report_model(path: str | Path | None = None, device: str | torch.device
         InputError: missing folder, not a report model, weights that do not fit, or a tokenizer /
             preprocessing that differs from the one the model was trained with.
     """
-    from ctvl.train.checkpoint import load_weights, open_bundle
 
     folder, state, config = open_bundle(path, DEFAULT_BUNDLE, "report model", "pipelines/train_report.py")
     export = _export_of(config, folder)
@@ -134,7 +134,6 @@ def export_report_bundle(
     Returns:
         The bundle folder.
     """
-    from ctvl.train.checkpoint import load_checkpoint, write_bundle_files
 
     source = Path(source)
     state, config = load_checkpoint(source)

@@ -26,11 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctvl.data.datasets import scan_ctrate
 from ctvl.errors import ConfigError, check_keys
+from ctvl.report.lm import decoder_layers
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
-from ctvl.tokenizers.causal3d.bundle import tokenizer_identity
+from ctvl.report.visual import ReductionConfig, count_tokens, select_tokens
+from ctvl.tokenizers.causal3d.bundle import load_tokenizer, token_channels, tokenizer_identity
+from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache, default_cache_dir
 from ctvl.train import TrainConfig, TrainTask, sample_indices
+from ctvl.train.distributed import env_ranks
+from ctvl.train.dry_run import compute_bytes, lm_activation_bytes
 from ctvl.train.rng import derive_seed, seed_everything
 
 DATA_KEYS = ("root", "split", "tokenizer", "cache_dir", "limit")
@@ -72,7 +78,6 @@ class ReportTask(TrainTask):
 
     def prepare(self, cfg: TrainConfig) -> None:
         """Index the data, encode every scan (cached), train the BPE, tokenize the reports."""
-        from ctvl.data.datasets import scan_ctrate
 
         self.cfg = cfg
         data = self._data(cfg)
@@ -95,16 +100,11 @@ class ReportTask(TrainTask):
         self.labels = torch.from_numpy(np.stack([r.labels for r in records])).float() if has_labels else None
         geometries: list[torch.Tensor] = []
         if mc.visual == "tokenizer":
-            from ctvl.tokenizers.causal3d.bundle import load_tokenizer
-            from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
-            from ctvl.train.distributed import env_ranks
-
             self.tokenizer = load_tokenizer(data["tokenizer"])
             mc.visual_dim = int(self.tokenizer.model.config.token_channels)
             rank, world, _ = env_ranks()
             cache = VisualTokenCache(tokenizer=self.tokenizer, root=data["cache_dir"])
             entries = cache.codes_many(records, progress=_progress(rank, len(records)), rank=rank, world_size=world)
-            from ctvl.report.visual import ReductionConfig, select_tokens
 
             reduction = ReductionConfig.from_dict(mc.reduction)
             self.codes = [e["codes"] for e in entries]
@@ -129,7 +129,6 @@ class ReportTask(TrainTask):
             )
 
     def _max_visual(self) -> int:
-        from ctvl.report.visual import ReductionConfig, count_tokens
 
         if self.codes is None or self.model_config is None:
             raise RuntimeError("the task is not set up: the trainer calls setup() before _max_visual()")
@@ -170,7 +169,6 @@ class ReportTask(TrainTask):
     def dry_model(self, cfg: TrainConfig) -> nn.Module:
         """The configured model without data: a placeholder BPE sized to ``model.vocab_size`` (or the
         ``lm_path`` tokenizer), the tokenizer's channels when its bundle loads, no LM weights."""
-        from ctvl.tokenizers.causal3d.bundle import token_channels
 
         mc = ReportModelConfig.from_dict(dict(cfg.model))
         self.dry_notes = []
@@ -186,7 +184,6 @@ class ReportTask(TrainTask):
 
     def activation_bytes(self, cfg: TrainConfig, model: nn.Module, micro_batch: int) -> int | None:
         """Analytic LM activations at the longest sequence the config allows (``model.lm.max_position_embeddings``)."""
-        from ctvl.train.dry_run import compute_bytes, lm_activation_bytes
 
         lm = model.lm.get_base_model() if hasattr(model.lm, "get_base_model") else model.lm
         c = lm.config
@@ -216,7 +213,6 @@ class ReportTask(TrainTask):
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The LM's decoder layers: FSDP units and activation-checkpointing blocks."""
-        from ctvl.report.lm import decoder_layers
 
         return decoder_layers(model.lm)
 
@@ -253,7 +249,6 @@ class _SizedText:
 
 
 def _default_cache() -> Path:
-    from ctvl.tokenizers.causal3d.token_cache import default_cache_dir
 
     return default_cache_dir()
 

@@ -19,6 +19,9 @@ Reduction, chosen by ``ReductionConfig.kind`` and taken from the shared library
 Selected or pooled tokens keep their grid position through a sin-cos code of the (t, h, w) coordinate,
 projected by a small linear layer and added after the MLP projector. The learned reducers run after the
 projector, in the LM's width.
+
+The reduction modules are imported only for the kind a config selects (each is a separate module
+of :mod:`ctvl.tokenizers`, most configs use one or none), which keeps loading a report bundle light.
 """
 
 from __future__ import annotations

@@ -22,7 +22,13 @@ from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import CtvlError, InputError
 from ctvl.synthesis.model import LatentFlowGenerator, SynthesisConfig
 from ctvl.synthesis.text import ENCODER_ID, TextEncoder
-from ctvl.tokenizers.causal3d.bundle import LoadedTokenizer, copy_tokenizer_bundle, load_embedded_tokenizer
+from ctvl.tokenizers.causal3d.bundle import (
+    LoadedTokenizer,
+    copy_tokenizer_bundle,
+    load_embedded_tokenizer,
+    state_digest,
+)
+from ctvl.train.checkpoint import load_checkpoint, load_weights, open_bundle, write_bundle_files
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "synthesis-phantom-cpu"
 BUNDLE_FORMAT = "ctvl-synthesis-bundle-1"
@@ -86,8 +92,6 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
         InputError: missing folder, not a generator, weights that do not fit, or a tokenizer/preprocessing
             other than the one it was trained with.
     """
-    from ctvl.tokenizers.causal3d.bundle import state_digest
-    from ctvl.train.checkpoint import load_weights, open_bundle
 
     folder, state, config = open_bundle(path, DEFAULT_BUNDLE, "text-to-CT generator", PIPELINE)
     export = _export_of(config, folder)
@@ -134,7 +138,6 @@ def export_synthesis_bundle(
     Returns:
         The bundle folder.
     """
-    from ctvl.train.checkpoint import load_checkpoint, write_bundle_files
 
     source = Path(source)
     state, config = load_checkpoint(source)

@@ -24,6 +24,7 @@ import torch
 from ctvl.atomic import write_json
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
+from ctvl.io.nifti import write_nifti
 from ctvl.io.volume import Volume, VolumeMeta
 from ctvl.synthesis.bundle import LoadedGenerator
 from ctvl.synthesis.flow import sample
@@ -252,7 +253,6 @@ def output_paths(out: str | Path, n: int) -> list[Path]:
 
 def write_result(result: SynthesisResult, out: str | Path) -> list[Path]:
     """Write each volume as NIfTI (int16 HU, recipe in ``descrip``) with a sidecar ``.json`` beside it."""
-    from ctvl.io.nifti import write_nifti
 
     paths = output_paths(out, len(result.volumes))
     for k, path in enumerate(paths):

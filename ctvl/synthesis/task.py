@@ -31,13 +31,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctvl.data.cache import TensorCache
+from ctvl.data.datasets import scan_ctrate
 from ctvl.errors import ConfigError, check_keys
 from ctvl.synthesis.flow import flow_loss, make_scheduler, sample_times
 from ctvl.synthesis.model import LatentFlowGenerator, SynthesisConfig
 from ctvl.synthesis.prompts import SentenceLabels, prompt_variants
-from ctvl.synthesis.text import ENCODER_ID
+from ctvl.synthesis.text import ENCODER_ID, TextEncoder
+from ctvl.tokenizers.causal3d.bundle import load_tokenizer, token_channels, tokenizer_identity
+from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache, default_cache_dir
 from ctvl.train import TrainConfig, TrainTask, sample_indices
-from ctvl.train.distributed import unwrap
+from ctvl.train.distributed import env_ranks, unwrap
 from ctvl.train.rng import derive_seed, seed_everything
 
 DATA_KEYS = ("root", "split", "tokenizer", "cache_dir", "limit", "n_mixes")
@@ -46,15 +50,12 @@ _PROMPT_STREAM, _SAMPLE_STREAM, _PREFIX_STREAM, _EPOCH_STREAM = 11, 12, 13, 14
 
 
 def _default_cache() -> str:
-    from ctvl.tokenizers.causal3d.token_cache import default_cache_dir
 
     return str(default_cache_dir())
 
 
 def text_contexts(prompts: list[str], max_tokens: int, cache_dir: str | None) -> list[torch.Tensor]:
     """MiniLM contexts of ``prompts`` ((1 + L_i, 384) float16 each), cached as one file per prompt set."""
-    from ctvl.data.cache import TensorCache
-    from ctvl.synthesis.text import TextEncoder
 
     digest = hashlib.sha256(json.dumps([ENCODER_ID, max_tokens, prompts]).encode()).hexdigest()[:40]
     cache = TensorCache(root=Path(cache_dir) / "synthesis-text") if cache_dir else None
@@ -104,10 +105,6 @@ class SynthesisTask(TrainTask):
 
     def prepare(self, cfg: TrainConfig) -> None:
         """Encode every scan (cached), compute latent statistics, build prompts and their text contexts."""
-        from ctvl.data.datasets import scan_ctrate
-        from ctvl.tokenizers.causal3d.bundle import load_tokenizer
-        from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache
-        from ctvl.train.distributed import env_ranks
 
         data = self._data(cfg)
         mc = SynthesisConfig.from_dict(dict(cfg.model))
@@ -165,7 +162,6 @@ class SynthesisTask(TrainTask):
 
     def dry_model(self, cfg: TrainConfig) -> nn.Module:
         """The configured generator without data (latent channels from the tokenizer bundle when it loads)."""
-        from ctvl.tokenizers.causal3d.bundle import token_channels
 
         mc = SynthesisConfig.from_dict(dict(cfg.model))
         mc.latent_channels, note = token_channels(self._data(cfg)["tokenizer"], mc.latent_channels)
@@ -216,7 +212,6 @@ class SynthesisTask(TrainTask):
         return loss, {"mse": loss.detach(), "null_share": float(dropped), "frames": float(batch["x0"].shape[2])}
 
     def export_config(self) -> dict[str, Any]:
-        from ctvl.tokenizers.causal3d.bundle import tokenizer_identity
 
         if self.model_config is None:
             raise RuntimeError("the task is not set up: the trainer calls setup() before export_config()")

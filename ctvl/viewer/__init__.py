@@ -7,7 +7,9 @@
 * :mod:`ctvl.viewer.synthesize` — the Synthesize tab's calls to :mod:`ctvl.synthesis` and its classifier;
 * :mod:`ctvl.viewer.app` — ``build_app`` (Gradio Blocks); :mod:`ctvl.viewer.server` — ``serve``.
 
-Gradio is imported only by ``app``/``server``, so the pure modules stay light.
+Gradio is imported only by ``app``/``server``, so the pure modules stay light. The report, synthesis and
+evaluation stacks are imported inside the functions that first need them: the viewer serves its first
+page without loading a model.
 """
 
 from ctvl.viewer.planes import WINDOW_PRESETS, ScanView, apply_window, render_plane, window_preset

@@ -29,7 +29,11 @@ import numpy as np
 
 from ctvl.atomic import atomic_file, replace_dir, write_json
 from ctvl.data.labels import CTRATE_LABELS
+from ctvl.data.phantom.card import write_card
+from ctvl.data.phantom.raster import default_spacing
+from ctvl.data.phantom.render import GENERATOR_VERSION, render_case
 from ctvl.errors import ConfigError, InputError
+from ctvl.io.nifti import write_nifti
 
 SPLITS = ("train", "valid")
 METADATA_COLUMNS = (
@@ -76,8 +80,6 @@ def volume_path(split: str, pid: int) -> Path:
 
 def _render_one(task: tuple) -> dict:
     """Worker: render one case, write its NIfTI under the staging root, return its CSV rows."""
-    from ctvl.data.phantom.render import GENERATOR_VERSION, render_case
-    from ctvl.io.nifti import write_nifti
 
     root, split, pid, cseed, shape, spacing = task
     case = render_case(cseed, shape, spacing)
@@ -213,8 +215,6 @@ def write_dataset(
         _commit(out, staging, split)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    from ctvl.data.phantom.raster import default_spacing
-    from ctvl.data.phantom.render import GENERATOR_VERSION
 
     labels = np.array([[r["labels"][name] for name in CTRATE_LABELS] for r in rows])
     manifest = {
@@ -230,7 +230,6 @@ def write_dataset(
         "complete": True,
     }
     write_json(out / f"phantom_{split}.json", manifest)  # last: the manifest says the split is complete
-    from ctvl.data.phantom.card import write_card
 
     write_card(out)
     return out

@@ -25,6 +25,7 @@ from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
 from ctvl.eval.features.extract import predict_labels, volume_logits
 from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
+from ctvl.train.checkpoint import load_checkpoint, load_weights, write_bundle_files
 
 FORMAT = "ctvl-featurenets-1"
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "featurenets-phantom-cpu"
@@ -95,7 +96,6 @@ def save_feature_nets(
     Returns:
         The bundle folder.
     """
-    from ctvl.train.checkpoint import write_bundle_files
 
     out = Path(out_dir)
     state, dtype = _state(ctnet3d, slicenet2d)
@@ -126,7 +126,6 @@ def load_feature_nets(path: str | Path | None = None, device: str | torch.device
         InputError: (one line) no bundle there (naming the pipeline that trains the default one), not a
             feature-network bundle, or weights that do not fit the stored configs.
     """
-    from ctvl.train.checkpoint import load_checkpoint, load_weights
 
     folder = Path(path) if path is not None else DEFAULT_BUNDLE
     if not (folder / "config.json").is_file():

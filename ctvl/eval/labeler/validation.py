@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from ctvl.data.labels import CTRATE_LABELS
+from ctvl.data.phantom import build_patient
 from ctvl.eval.clinical import clinical_metrics
-from ctvl.eval.labeler.core import ReportLabeler
+from ctvl.eval.labeler.agreement import agreement_summary, disagreements
+from ctvl.eval.labeler.core import ReportLabeler, sentence_mentions
+from ctvl.eval.labeler.crossval import folds, out_of_fold
 from ctvl.eval.labeler.csvio import read_labels, read_reports
+from ctvl.eval.labeler.encoder import SentenceEncoder
+from ctvl.eval.labeler.learned import LearnedLabeler
+from ctvl.eval.labeler.negation import sentence_scopes
 
 HOLDOUT_SALT = "ctvl-labeler-holdout:"
 HOLDOUT_MODULUS = 4
@@ -105,7 +111,6 @@ def measure_on_phantoms(seeds: Sequence[int], labeler: ReportLabeler | None = No
         The same summary as one part of :func:`measure_on_csv`, plus ``errors``: up to 20
         ``{"seed", "label", "truth"}`` disagreements.
     """
-    from ctvl.data.phantom import build_patient
 
     labeler = labeler or ReportLabeler()
     truth, texts = [], []
@@ -126,8 +131,6 @@ def measure_on_phantoms(seeds: Sequence[int], labeler: ReportLabeler | None = No
 
 
 def _clear_caches() -> None:
-    from ctvl.eval.labeler.core import sentence_mentions
-    from ctvl.eval.labeler.negation import sentence_scopes
 
     sentence_mentions.cache_clear()
     sentence_scopes.cache_clear()
@@ -176,8 +179,6 @@ def measure_agreement(
     Returns:
         ``{"rules": {...}, "learned": {...}?, "disagreements": {"rules": [...], "learned": [...]?}}``.
     """
-    from ctvl.eval.labeler.agreement import agreement_summary, disagreements
-    from ctvl.eval.labeler.crossval import folds, out_of_fold
 
     table = read_reports(path)
     ids, truth, _ = read_labels(path, table.id_column)
@@ -201,9 +202,6 @@ def measure_agreement(
     result: dict = {"source": str(path), "k": k, "rules": {**parts(rule_pred), "speed": speed}}
     result["disagreements"] = {"rules": disagreements(ids, texts, truth, rule_pred, rules.explain)}
     if learned:
-        from ctvl.eval.labeler.encoder import SentenceEncoder
-        from ctvl.eval.labeler.learned import LearnedLabeler
-
         encoder = SentenceEncoder()
         if embedding_cache is not None and Path(embedding_cache).is_file():
             encoder.load_cache(embedding_cache)

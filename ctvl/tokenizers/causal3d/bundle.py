@@ -28,6 +28,7 @@ from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.tokenizers.causal3d.model import Causal3DConfig, Causal3DTokenizer
 from ctvl.tokenizers.causal3d.slicewise import SliceTokenizer
+from ctvl.train.checkpoint import load_checkpoint, load_weights, open_bundle, write_bundle_files
 
 _BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 REALCT_BUNDLE = _BUNDLES / "tokenizer-realct-1p5mm"
@@ -134,7 +135,6 @@ def load_tokenizer(path: str | Path | None = None, device: str | torch.device = 
     Raises:
         InputError: no such folder, not a tokenizer, no stored spec, or weights that do not fit.
     """
-    from ctvl.train.checkpoint import load_weights, open_bundle
 
     path = resolve_bundle(path)
     pipeline = "pipelines/train_tokenizer.py" if path == PHANTOM_BUNDLE else "pipelines/train_realct_tokenizer.py"
@@ -198,7 +198,6 @@ def _write_export(
     source: str | Path, folder: Path, card: str | None, half: bool, training: dict[str, Any] | None
 ) -> None:
     """The files of :func:`export_bundle`, written into ``folder`` (a folder being published)."""
-    from ctvl.train.checkpoint import load_checkpoint, write_bundle_files
 
     state, config = load_checkpoint(source)
     export = _export_of(config, Path(source))

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ctvl.data.datasets import CTRateDataset, scan_ctrate
 from ctvl.errors import ConfigError, InputError, check_keys
 from ctvl.train.rng import derive_seed
 
@@ -200,7 +201,6 @@ class VolumeMix:
 
 
 def _open_folder(item: Mapping[str, Any], spec: Any, memory_mb: float, what: str) -> VolumeSource:
-    from ctvl.data.datasets import CTRateDataset, scan_ctrate
 
     root = Path(str(item["root"]))
     if not root.is_dir():

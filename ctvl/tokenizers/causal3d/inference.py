@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctvl.atomic import atomic_file
 from ctvl.data.transforms import PreprocessSpec, PreprocessState
 from ctvl.errors import CtvlError, InputError
 from ctvl.io.volume import Volume, VolumeMeta
@@ -171,8 +172,6 @@ def reconstruct_tokens(tok: LoadedTokenizer, encoded: EncodedScan) -> Volume:
 def save_tokens(encoded: EncodedScan, path: str | Path) -> Path:
     """Write a token file (safetensors; see the module docstring) atomically."""
     from safetensors.torch import save_file
-
-    from ctvl.atomic import atomic_file
 
     path = Path(path)
     if path.suffix != ".safetensors":

@@ -32,6 +32,7 @@ from ctvl.tokenizers.causal3d.decoder import Decoder
 from ctvl.tokenizers.causal3d.encoder import Encoder
 from ctvl.tokenizers.causal3d.haar import frames_to_volume, num_bands, volume_to_frames
 from ctvl.tokenizers.causal3d.streaming import EncodeMode, encode_windowed, iter_decode, iter_encode
+from ctvl.tokenizers.quantizers import build_quantizer
 from ctvl.tokenizers.quantizers.base import Quantizer, QuantizerOutput
 
 
@@ -144,7 +145,6 @@ class Tokens(NamedTuple):
 
 def build_bottleneck(config: Causal3DConfig) -> Quantizer:
     """The quantizer named by the config, from the shared quantizer library."""
-    from ctvl.tokenizers.quantizers import build_quantizer
 
     return build_quantizer(config.quantizer, config.token_channels, **config.quantizer_kwargs)
 

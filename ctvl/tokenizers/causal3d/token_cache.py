@@ -21,6 +21,7 @@ from ctvl.data.cache import TensorCache, file_key
 from ctvl.data.datasets import CTRateRecord, load_record_volume
 from ctvl.io.volume import Volume
 from ctvl.tokenizers.causal3d.bundle import LoadedTokenizer
+from ctvl.tokenizers.causal3d.inference import encode_scan
 
 CACHE_KIND = "report-visual-tokens-1"
 
@@ -31,7 +32,6 @@ def encode_volume(tok: LoadedTokenizer, volume: Volume) -> dict[str, torch.Tenso
     Returns:
         ``{"codes": (D, t, h, w) float32, "indices": (t, h, w) int32}`` on the CPU.
     """
-    from ctvl.tokenizers.causal3d.inference import encode_scan
 
     encoded = encode_scan(tok, volume)
     return {"codes": encoded.codes.float().contiguous(), "indices": encoded.indices.contiguous()}

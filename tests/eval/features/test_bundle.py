@@ -71,9 +71,7 @@ def test_replacing_is_atomic_and_leaves_no_temporary_folder(tmp_path, monkeypatc
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    import ctvl.train.checkpoint as checkpoint
-
-    monkeypatch.setattr(checkpoint, "write_bundle_files", broken)
+    monkeypatch.setattr(bundle_mod, "write_bundle_files", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _save(tmp_path / "b", nets, extra_files={"MODEL_CARD.md": "newer"})
     assert (tmp_path / "b" / "MODEL_CARD.md").read_text() == "new"  # the old bundle is intact
