@@ -2,7 +2,10 @@
 
 The report model reads a scan only through its latent grid ``(D, t, h, w)``. For every block of one
 latent frame x ``block`` x ``block`` latent columns, the block's latents are set to zero and the
-model's auxiliary label head (the 18 CT-RATE probabilities read at ``</image>``) is evaluated again.
+model's 18 CT-RATE label probabilities (:meth:`~ctvl.report.model.ReportModel.label_probabilities`)
+are evaluated again: with the diagnosis prompt, as in the shipped model, those of the visual label
+head (pooled conv features of the latent grid, the probabilities the prompt carries to the LM);
+without it, those of the auxiliary head read at ``</image>``.
 LFQ latents are +-1 per channel, so zero carries no sign: the block says nothing. The block whose
 occlusion lowers a label's probability the most is where the model's evidence for that label is
 strongest (occlusion sensitivity, Zeiler & Fergus 2014, applied to latent positions rather than pixels).
@@ -61,7 +64,7 @@ def occlusion_drops(
     """Label-probability drop for every occluded block.
 
     Args:
-        model: a :class:`~ctvl.report.model.ReportModel` with an auxiliary label head.
+        model: a :class:`~ctvl.report.model.ReportModel` with a label head (visual or auxiliary).
         codes: (D, t, h, w) latents of one scan.
         block: latent columns per block side.
         chunk: occluded copies per forward pass.
@@ -72,7 +75,7 @@ def occlusion_drops(
     """
     base = model.label_probabilities([codes], 1)
     if base is None:
-        raise ValueError("the report model has no auxiliary label head to score occlusions with")
+        raise ValueError("the report model has no label head (visual or auxiliary) to score occlusions with")
     blocks = occlusion_blocks(tuple(codes.shape[1:]), block)  # type: ignore[arg-type]
     drops = []
     for start in range(0, len(blocks), chunk):
