@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import sys
@@ -77,6 +78,23 @@ def measured(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, float, f
     return out, seconds, peak
 
 
+def timed_steps(device: torch.device, step: Callable[[], float], steps: int) -> tuple[float, float | None, bool]:
+    """One warm-up call of ``step`` (kernels, allocator), then ``steps`` timed ones.
+
+    Returns:
+        (median seconds per step, highest peak GiB or None off CUDA, whether every loss was finite).
+    """
+    step()
+    times, peaks, losses = [], [], []
+    for _ in range(steps):
+        value, seconds, peak = measured(device, step)
+        times.append(seconds)
+        peaks.append(peak)
+        losses.append(value)
+    peak = None if peaks[0] is None else round(max(p for p in peaks if p is not None), 2)
+    return sorted(times)[len(times) // 2], peak, all(math.isfinite(v) for v in losses)
+
+
 def guarded(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``fn()``, or ``{"error": ...}`` when it runs out of memory or fails (the check goes on)."""
     try:
@@ -118,14 +136,7 @@ def tokenizer_step(device: torch.device, small: bool, steps: int) -> dict[str, A
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    step()  # warm-up: kernels, allocator
-    times, peaks, losses = [], [], []
-    for _ in range(steps):
-        value, seconds, peak = measured(device, step)
-        times.append(seconds)
-        peaks.append(peak)
-        losses.append(value)
-    s = sorted(times)[len(times) // 2]
+    s, peak, finite = timed_steps(device, step, steps)
     return {
         "shape": [1, 1, depth, size, size],
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -134,8 +145,8 @@ def tokenizer_step(device: torch.device, small: bool, steps: int) -> dict[str, A
         "steps": steps,
         "seconds_per_step": round(s, 4),
         "voxels_per_second": round(depth * size * size / s),
-        "peak_gib": None if peaks[0] is None else round(max(peaks), 2),
-        "losses_finite": all(v == v and abs(v) != float("inf") for v in losses),
+        "peak_gib": peak,
+        "losses_finite": finite,
     }
 
 
@@ -178,14 +189,7 @@ def report_step(device: torch.device, small: bool, steps: int, ctx: Any) -> dict
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    step()
-    times, peaks, losses = [], [], []
-    for _ in range(steps):
-        value, seconds, peak = measured(device, step)
-        times.append(seconds)
-        peaks.append(peak)
-        losses.append(value)
-    s = sorted(times)[len(times) // 2]
+    s, peak, finite = timed_steps(device, step, steps)
     tokens = grid[0] * grid[1] * grid[2] + report_len
     return {
         "lm": {**lm, "intermediate_size": inter},
@@ -199,8 +203,8 @@ def report_step(device: torch.device, small: bool, steps: int, ctx: Any) -> dict
         "steps": steps,
         "seconds_per_step": round(s, 4),
         "tokens_per_second": round(tokens / s),
-        "peak_gib": None if peaks[0] is None else round(max(peaks), 2),
-        "losses_finite": all(v == v and abs(v) != float("inf") for v in losses),
+        "peak_gib": peak,
+        "losses_finite": finite,
     }
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from ctvl.commands.dry_run import DRY_RUN_OPTION, GPUS_OPTION, JSON_OPTION, OVERRIDES_ARGUMENT, RESUME_OPTION
+
 _MODEL_HELP = "Report bundle or training run folder (default: the phantom-cpu report bundle shipped with ctvl)."
 
 
@@ -56,16 +58,11 @@ def bench_report_cmd(
 
 def train_report_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-report.yaml."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
-    overrides: list[str] | None = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    dry_run: bool = typer.Option(
-        False,
-        "--dry-run",
-        help="Build the model on the meta device (no data, no weights) and "
-        "print parameters and an estimate of memory per GPU; train nothing.",
-    ),
-    gpus: int = typer.Option(1, "--gpus", help="With --dry-run: number of GPUs (ranks) to estimate for."),
-    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
+    resume: bool = RESUME_OPTION,
+    overrides: list[str] | None = OVERRIDES_ARGUMENT,
+    dry_run: bool = DRY_RUN_OPTION,
+    gpus: int = GPUS_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Train the report model (visual tokens → projector → causal LM) with the shared training loop."""
     from ctvl.report.task import ReportTask

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ctvl.commands.dry_run import DRY_RUN_OPTION, GPUS_OPTION, JSON_OPTION, OVERRIDES_ARGUMENT, RESUME_OPTION
 from ctvl.errors import InputError
 
 _MODEL_HELP = (
@@ -19,16 +20,11 @@ _MODEL_HELP = (
 def train_tokenizer_cmd(
     config: Path = typer.Option(..., "--config", help="Training YAML, e.g. configs/phantom-cpu-tokenizer-s1.yaml."),
     stage: int | None = typer.Option(None, "--stage", help="Curriculum stage 1|2|3 (must match the config)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run from its newest checkpoint."),
-    overrides: list[str] | None = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides."),
-    dry_run: bool = typer.Option(
-        False,
-        "--dry-run",
-        help="Build the model on the meta device (no data, no weights) and "
-        "print parameters and an estimate of memory per GPU; train nothing.",
-    ),
-    gpus: int = typer.Option(1, "--gpus", help="With --dry-run: number of GPUs (ranks) to estimate for."),
-    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print JSON."),
+    resume: bool = RESUME_OPTION,
+    overrides: list[str] | None = OVERRIDES_ARGUMENT,
+    dry_run: bool = DRY_RUN_OPTION,
+    gpus: int = GPUS_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Train one curriculum stage of the causal 3D tokenizer (or the slice-wise baseline)."""
     from ctvl.errors import ConfigError
