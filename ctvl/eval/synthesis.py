@@ -215,28 +215,20 @@ def evaluate_synthesis(
     rep_labels = np.repeat(prompt_labels, n_per_prompt, axis=0)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        job = bar.add_task("generating (prompts)", total=len(all_prompts))
-        generated = generate(
-            gen,
-            all_prompts,
-            all_seeds,
-            steps=steps,
-            guidance=guidance,
-            depth=depth,
-            batch_size=batch_size,
-            progress=lambda k: bar.update(job, completed=k),
-        )
-        job = bar.add_task("generating (null text)", total=len(all_prompts))
-        uncond = generate(
-            gen,
-            [""] * len(all_prompts),
-            all_seeds,
-            steps=steps,
-            guidance=guidance,
-            depth=depth,
-            batch_size=batch_size,
-            progress=lambda k: bar.update(job, completed=k),
-        )
+        made = {}
+        for name, texts in (("prompts", all_prompts), ("null text", [""] * len(all_prompts))):
+            job = bar.add_task(f"generating ({name})", total=len(texts))
+            made[name] = generate(
+                gen,
+                texts,
+                all_seeds,
+                steps=steps,
+                guidance=guidance,
+                depth=depth,
+                batch_size=batch_size,
+                progress=lambda k, job=job: bar.update(job, completed=k),
+            )
+    generated, uncond = made["prompts"], made["null text"]
     recon = _reconstruct(gen, evalset.volumes)
     real_pred = nets.predict(evalset.volumes.float()).numpy()
     gen_pred = nets.predict(generated).numpy()
