@@ -191,6 +191,27 @@ def _read_safetensors(path: Path, map_location: str | torch.device = "cpu") -> d
         raise InputError(f"corrupt or unreadable safetensors file ({type(exc).__name__})", path=path) from None
 
 
+def _config_folder(folder: Path) -> Path:
+    """The folder whose ``config.json`` describes ``folder``: itself, or a run's newest checkpoint."""
+    if not folder.is_dir():
+        raise InputError("not a folder; pass a checkpoint, run or bundle folder", path=folder)
+    if not (folder / "config.json").exists():
+        latest = latest_checkpoint(folder)
+        if latest is None:
+            raise InputError("no config.json and no checkpoints/step-* folder; not a ctvl run", path=folder)
+        folder = latest
+    return folder
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint, a run folder (newest checkpoint) or a bundle, without its weights.
+
+    Raises:
+        InputError: no checkpoint there, or an unreadable config.
+    """
+    return _read_config(_config_folder(Path(path)))
+
+
 def load_checkpoint(
     path: str | Path, weights: str = "auto", map_location: str | torch.device = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -207,14 +228,7 @@ def load_checkpoint(
     Raises:
         InputError: no checkpoint there, the requested weights are missing, or files are corrupt.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise InputError("not a folder; pass a checkpoint, run or bundle folder", path=folder)
-    if not (folder / "config.json").exists():
-        latest = latest_checkpoint(folder)
-        if latest is None:
-            raise InputError("no config.json and no checkpoints/step-* folder; not a ctvl run", path=folder)
-        folder = latest
+    folder = _config_folder(Path(path))
     config = _read_config(folder)
     if weights not in ("auto", "ema", "model"):
         raise ValueError(f"weights must be 'auto', 'ema' or 'model', got {weights!r}")

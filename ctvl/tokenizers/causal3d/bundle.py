@@ -28,7 +28,7 @@ from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import ConfigError, CtvlError, InputError
 from ctvl.tokenizers.causal3d.model import Causal3DConfig, Causal3DTokenizer
 from ctvl.tokenizers.causal3d.slicewise import SliceTokenizer
-from ctvl.train.checkpoint import load_checkpoint, load_weights, open_bundle, write_bundle_files
+from ctvl.train.checkpoint import load_checkpoint, load_weights, open_bundle, read_config, write_bundle_files
 
 _BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 REALCT_BUNDLE = _BUNDLES / "tokenizer-realct-1p5mm"
@@ -161,10 +161,14 @@ def load_tokenizer(path: str | Path | None = None, device: str | torch.device = 
 
 
 def token_channels(path: str | Path | None, default: int) -> tuple[int, str | None]:
-    """Token channels D of the tokenizer at ``path`` (for dry runs); ``default`` and a note when it cannot load."""
+    """Token channels D of the tokenizer at ``path`` (for dry runs), read from its ``config.json`` alone (no
+    weights are loaded); ``default`` and a note when there is no readable tokenizer config."""
     try:
-        with torch.device("cpu"):  # a dry run builds its model under the meta device: load real weights here
-            return int(load_tokenizer(path).model.config.token_channels), None
+        folder = resolve_bundle(path) or DEFAULT_BUNDLE
+        if not folder.exists():
+            raise InputError("tokenizer bundle not found", path=folder)
+        export = _export_of(read_config(folder), folder)
+        return int(Causal3DConfig.from_dict(export["config"]).token_channels), None
     except CtvlError as exc:
         return default, f"tokenizer not loaded ({str(exc).splitlines()[0]}); {default} token channels from the config"
 
