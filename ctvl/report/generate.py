@@ -20,31 +20,21 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
+from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 from ctvl.io.volume import Volume
 from ctvl.report.bundle import LoadedReportModel, load_report_model
-from ctvl.report.text_tokenizer import drop_repeated_sentences, format_report
+from ctvl.report.consistency import ConsistentReport, TextLabeler, drop_contradicting, make_consistent
+from ctvl.report.text_tokenizer import IMPRESSION, drop_repeated_sentences, format_report
 
 SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _threads_for)
 _GEOMETRY_SLACK = 1.25  # a value this far outside the training range is worth a warning
 _CROP_SLACK = 1.15  # a centre crop that cuts more than ~13 % of the scan's extent is worth a warning
 _LOADED: dict[str, LoadedReportModel] = {}
-
-
-class TextLabeler(Protocol):
-    """Reads the 18 CT-RATE labels from report text; generation is handed one (``ctvl.eval.labeler.ReportLabeler``)."""
-
-    def label(self, text: str) -> dict[str, int]:
-        """The 18 labels (name -> 0/1) a report's text states."""
-        ...
-
-    def contradictions(self, findings: str, impression: str) -> list[str]:
-        """Labels the impression states but the findings rule out."""
-        ...
 
 
 @dataclass
@@ -57,6 +47,8 @@ class GeneratedReport:
         warnings: things the reader should know (see the module docstring).
         probabilities: per-label probability of the model's auxiliary head ({} without one).
         truncated: the LM hit the length limit before ``<eos>``.
+        redecodes: decoding restarts that removed a findings/impression contradiction
+            (:mod:`ctvl.report.consistency`).
     """
 
     findings: str
@@ -65,6 +57,7 @@ class GeneratedReport:
     warnings: list[str] = field(default_factory=list)
     probabilities: dict[str, float] = field(default_factory=dict)
     truncated: bool = False
+    redecodes: int = 0
 
     @property
     def text(self) -> str:
@@ -199,6 +192,8 @@ class ReportGenerator:
             )
         out = []
         for b, ids in enumerate(rows):
+            fixed = self._consistent(ids, None if batch is None else batch[b], probs, b)
+            ids = fixed.ids
             findings, impression = (drop_repeated_sentences(s) for s in self.loaded.text.split_report(ids))
             notes = list(warnings[b]) if warnings is not None else []
             truncated = len(ids) >= self.max_new_tokens
@@ -206,15 +201,40 @@ class ReportGenerator:
                 notes.append(f"the report reached the length limit ({self.max_new_tokens} tokens) and may be cut off")
             elif not impression:
                 notes.append("the model wrote no impression section")
-            clash = self.labeler.contradictions(findings, impression)
-            if clash:
-                named = ", ".join(clash)
-                notes.append(f"the impression states {named} but the findings rule it out: read both sections")
+            if self.labeler.contradictions(findings, impression):
+                impression, dropped = drop_contradicting(findings, impression, self.labeler)
+                notes.append(
+                    f"{len(dropped)} impression sentence(s) that stated what the findings rule out were removed "
+                    f"after {fixed.redecodes} re-decodes: {' '.join(dropped)}"
+                )
             text = " ".join(p for p in (findings, impression) if p)
             labels = self.labeler.label(text)
             p = {} if probs is None else {n: round(float(v), 4) for n, v in zip(labels, probs[b].tolist())}
-            out.append(GeneratedReport(findings, impression, labels, notes, p, truncated))
+            out.append(GeneratedReport(findings, impression, labels, notes, p, truncated, fixed.redecodes))
         return out
+
+    def _consistent(
+        self, ids: list[int], codes: torch.Tensor | None, probs: torch.Tensor | None, b: int
+    ) -> ConsistentReport:
+        """Self-consistent decoding of report ``b`` (:func:`ctvl.report.consistency.make_consistent`)."""
+        model, text = self.loaded.model, self.loaded.text
+        states = None
+        if model.diagnosis is not None and probs is not None:
+            states = {n: bool(v > model.config.label_threshold) for n, v in zip(CTRATE_LABELS, probs[b].tolist())}
+
+        def redecode(prefix: list[int], banned: list[int]) -> list[int]:
+            with _threads_for(model):
+                return model.continue_report(codes, prefix, banned, self.max_new_tokens, self.num_beams)
+
+        return make_consistent(
+            ids,
+            split=text.split_report,
+            decode=text.decode,
+            impression_id=text.special[IMPRESSION],
+            labeler=self.labeler,
+            present=lambda label: bool(states and states.get(label)),
+            redecode=redecode,
+        )
 
     def report(self, volume: Volume) -> GeneratedReport:
         """One scan → one report."""

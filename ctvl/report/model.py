@@ -32,6 +32,7 @@ from torch import nn
 
 from ctvl.data.labels import NUM_LABELS
 from ctvl.errors import ConfigError, check_keys
+from ctvl.report.consistency import FirstTokenBan
 from ctvl.report.lm import LM_ARCHS, LM_DEFAULTS, build_lm, lora_settings
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.report.visual import ReductionConfig, VisualEncoder
@@ -335,3 +336,48 @@ class ReportModel(nn.Module):
         if self.diagnosis is not None and logits is not None:
             return rows, torch.sigmoid(logits.float())
         return rows, self.label_probabilities(codes, n)
+
+    @torch.inference_mode()
+    def continue_report(
+        self,
+        codes: torch.Tensor | None,
+        prefix: list[int],
+        ban_first: list[int],
+        max_new_tokens: int | None = None,
+        num_beams: int | None = None,
+    ) -> list[int]:
+        """Continue one report after ``prefix`` ids, its next token not one of ``ban_first``.
+
+        Args:
+            codes: the scan's latent grid (D, t, h, w), or None (text-only model).
+            prefix: report ids written so far (kept as they are).
+            ban_first: token ids the continuation may not start with.
+            max_new_tokens: length limit of the whole report (default: the config's).
+            num_beams: beams (default: the config's).
+
+        Returns:
+            ``prefix`` + the continuation, up to and excluding ``<eos>``.
+        """
+        from transformers import LogitsProcessorList
+
+        limit = int(max_new_tokens or self.config.max_new_tokens)
+        if len(prefix) >= limit:
+            return list(prefix)
+        prompt, _ = self.prefixes([codes] if codes is not None else None, 1)
+        embeds = prompt[0]
+        if prefix:
+            ids = torch.tensor(prefix, device=embeds.device)
+            embeds = torch.cat([embeds, self.lm.get_input_embeddings()(ids).to(embeds.dtype)])
+        out = self.lm.generate(
+            inputs_embeds=embeds[None],
+            attention_mask=torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device),
+            do_sample=False,
+            max_new_tokens=limit - len(prefix),
+            num_beams=int(num_beams or self.config.num_beams),
+            eos_token_id=self.text.eos_id,
+            pad_token_id=self.text.pad_id,
+            logits_processor=LogitsProcessorList([FirstTokenBan(banned=ban_first)]),
+        )
+        new = out[0].tolist()
+        new = new[: new.index(self.text.eos_id)] if self.text.eos_id in new else new
+        return [*prefix, *new]

@@ -1,0 +1,187 @@
+"""Self-consistent decoding: a report whose impression affirms what its findings rule out is re-decoded.
+
+A small LM sometimes writes "No lymph node of pathological size was seen." in the findings and
+"Mediastinal lymphadenopathy." in the impression (the shipped phantom model: 26 of 250 held-out reports).
+A warning alone leaves the user with a report that contradicts itself, so the contradiction is removed
+where it arises, in decoding:
+
+1. the report labeler (handed in, :class:`TextLabeler`) names the labels the impression affirms while the
+   findings only rule them out (:meth:`TextLabeler.contradictions`);
+2. the model's own reading decides which side is wrong: the diagnosis prompt's state for that label (the
+   visual label head, thresholded). Present: the findings sentence that rules it out is wrong; absent (or a
+   model without a diagnosis prompt): the impression sentence that affirms it is;
+3. decoding restarts at the first token of that sentence with that token banned as the next token
+   (:class:`FirstTokenBan`; greedy or beam search as configured), so the LM writes another sentence there
+   and everything after it;
+4. up to ``max_redecodes`` restarts per report; a contradiction that survives them is removed by dropping
+   the impression sentences that state it, and the report says so.
+
+Written by hand: transformers offers constraints on the tokens generated, not on what a finished
+sentence states, and no library checks a report's findings against its impression.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+__all__ = [
+    "MAX_REDECODES",
+    "ConsistentReport",
+    "FirstTokenBan",
+    "TextLabeler",
+    "drop_contradicting",
+    "make_consistent",
+    "sentence_starts",
+]
+
+MAX_REDECODES = 4
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class TextLabeler(Protocol):
+    """Reads the 18 CT-RATE labels from report text; generation is handed one (``ctvl.eval.labeler.ReportLabeler``)."""
+
+    def label(self, text: str) -> dict[str, int]:
+        """The 18 labels (name -> 0/1) a report's text states."""
+        ...
+
+    def contradictions(self, findings: str, impression: str) -> list[str]:
+        """Labels the impression states but the findings rule out."""
+        ...
+
+
+class FirstTokenBan:
+    """A transformers logits processor: the first token generated may not be one of ``banned``.
+
+    Args:
+        banned: token ids.
+    """
+
+    def __init__(self, *, banned: Sequence[int]) -> None:
+        self.banned = sorted({int(t) for t in banned})
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` (B, L) so far, ``scores`` (B, V) -> scores with the banned ids at -inf at the first step."""
+        if self.start is None:
+            self.start = int(input_ids.shape[1])
+        if int(input_ids.shape[1]) == self.start and self.banned:
+            scores = scores.clone()
+            scores[:, self.banned] = float("-inf")
+        return scores
+
+
+def sentence_starts(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Where each sentence of a section starts in its ids.
+
+    Args:
+        decode: ids -> text (the report tokenizer's).
+        ids: the section's ids.
+
+    Returns:
+        (index into ``ids`` of the sentence's first token, the sentence) per sentence, in order.
+    """
+    text = decode(ids)
+    out: list[tuple[int, str]] = []
+    offset, k = 0, 0
+    for sentence in _SENTENCE_END.split(text):
+        begin = text.index(sentence, offset) if sentence else offset
+        offset = begin + len(sentence)
+        if not sentence.strip():
+            continue
+        while k < len(ids) and len(decode(ids[: k + 1]).rstrip()) <= begin:
+            k += 1
+        out.append((k, sentence.strip()))
+    return out
+
+
+@dataclass
+class ConsistentReport:
+    """One report after self-consistent decoding."""
+
+    ids: list[int]  # generated ids, up to and excluding <eos>
+    redecodes: int = 0  # decoding restarts
+    dropped: list[str] = field(default_factory=list)  # impression sentences removed as a last resort
+    unresolved: list[str] = field(default_factory=list)  # labels still contradicted (before dropping)
+
+
+def _offending(
+    decode: Callable[[Sequence[int]], str],
+    section: Sequence[int],
+    base: int,
+    label: str,
+    check: Callable[[str], list[str]],
+) -> int | None:
+    """Index (into the whole report) of the first sentence of ``section`` for which ``check`` names ``label``."""
+    for start, sentence in sentence_starts(decode, section):
+        if label in check(sentence):
+            return base + start
+    return None
+
+
+def make_consistent(
+    ids: list[int],
+    *,
+    split: Callable[[Sequence[int]], tuple[str, str]],
+    decode: Callable[[Sequence[int]], str],
+    impression_id: int,
+    labeler: TextLabeler,
+    present: Callable[[str], bool],
+    redecode: Callable[[list[int], list[int]], list[int]],
+    max_redecodes: int = MAX_REDECODES,
+) -> ConsistentReport:
+    """Re-decode ``ids`` until its impression no longer affirms what its findings rule out.
+
+    Args:
+        ids: one generated report (``findings <impression> impression``, no ``<eos>``).
+        split: ids -> (findings, impression) text (``ReportTextTokenizer.split_report``).
+        decode: ids -> text.
+        impression_id: the ``<impression>`` token.
+        labeler: reads contradictions.
+        present: label -> whether the model's own reading (diagnosis prompt) says present.
+        redecode: (prefix ids, banned first tokens) -> the report continued from the prefix (whole ids).
+        max_redecodes: restarts at most.
+
+    Returns:
+        The consistent report (or the best effort, with what had to be dropped).
+    """
+    banned: dict[int, set[int]] = {}
+    out = ConsistentReport(ids=list(ids))
+    while True:
+        findings, impression = split(out.ids)
+        clash = labeler.contradictions(findings, impression)
+        if not clash or out.redecodes >= max_redecodes:
+            break
+        label = clash[0]
+        k = out.ids.index(impression_id) if impression_id in out.ids else len(out.ids)
+        start = None
+        if present(label):  # the findings sentence that rules it out is the wrong one
+            start = _offending(decode, out.ids[:k], 0, label, lambda s, i=impression: labeler.contradictions(s, i))
+        if start is None:  # the impression sentence that affirms it
+            start = _offending(
+                decode, out.ids[k + 1 :], k + 1, label, lambda s, f=findings: labeler.contradictions(f, s)
+            )
+        if start is None or start >= len(out.ids):
+            break
+        banned.setdefault(start, set()).add(out.ids[start])
+        out.ids = redecode(out.ids[:start], sorted(banned[start]))
+        out.redecodes += 1
+    findings, impression = split(out.ids)
+    out.unresolved = labeler.contradictions(findings, impression)
+    return out
+
+
+def drop_contradicting(findings: str, impression: str, labeler: TextLabeler) -> tuple[str, list[str]]:
+    """Impression without the sentences that affirm what the findings rule out; (impression, dropped)."""
+    kept, dropped = [], []
+    for sentence in _SENTENCE_END.split(impression.strip()):
+        if sentence.strip() and labeler.contradictions(findings, sentence):
+            dropped.append(sentence.strip())
+        elif sentence.strip():
+            kept.append(sentence.strip())
+    return " ".join(kept), dropped
