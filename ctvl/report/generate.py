@@ -145,6 +145,8 @@ class ReportGenerator:
         labeler: reads the labels from each generated report (``ctvl.eval.labeler.ReportLabeler()``).
         num_beams: beams (None = the model's config; 1 = greedy).
         max_new_tokens: length limit (None = the model's config).
+        consistent: self-consistent decoding (:mod:`ctvl.report.consistency`); False writes the first draft
+            and only warns about a contradiction (the baseline ``pipelines/measure_consistency.py`` compares).
     """
 
     def __init__(
@@ -154,8 +156,10 @@ class ReportGenerator:
         labeler: TextLabeler,
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
+        consistent: bool = True,
     ) -> None:
         self.loaded = loaded
+        self.consistent = consistent
         self.num_beams = num_beams or loaded.model.config.num_beams
         self.max_new_tokens = max_new_tokens or loaded.model.config.max_new_tokens
         if self.num_beams < 1 or self.max_new_tokens < 1:
@@ -192,7 +196,9 @@ class ReportGenerator:
             )
         out = []
         for b, ids in enumerate(rows):
-            fixed = self._consistent(ids, None if batch is None else batch[b], probs, b)
+            fixed = ConsistentReport(ids=ids)
+            if self.consistent:
+                fixed = self._consistent(ids, None if batch is None else batch[b], probs, b)
             ids = fixed.ids
             findings, impression = (drop_repeated_sentences(s) for s in self.loaded.text.split_report(ids))
             notes = list(warnings[b]) if warnings is not None else []
@@ -201,7 +207,11 @@ class ReportGenerator:
                 notes.append(f"the report reached the length limit ({self.max_new_tokens} tokens) and may be cut off")
             elif not impression:
                 notes.append("the model wrote no impression section")
-            if self.labeler.contradictions(findings, impression):
+            clash = self.labeler.contradictions(findings, impression)
+            if clash and not self.consistent:
+                named = ", ".join(clash)
+                notes.append(f"the impression states {named} but the findings rule it out: read both sections")
+            elif clash:
                 impression, dropped = drop_contradicting(findings, impression, self.labeler)
                 notes.append(
                     f"{len(dropped)} impression sentence(s) that stated what the findings rule out were removed "
