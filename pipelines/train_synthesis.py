@@ -108,6 +108,17 @@ def write_prompts(data: Path, path: Path, limit: int | None) -> int:
     return len(records)
 
 
+def previous_sentence(m: dict[str, Any]) -> str:
+    """One card sentence comparing with the previous bundle (cross-attention only) on the same evaluation."""
+    few, b = m["label_consistency_1to3"], m["baselines"]
+    return (
+        f"The previous bundle (cross-attention only, same data, steps and evaluation) barely followed its prompts: "
+        f"label consistency {few['macro']:.3f} on 1-3-finding prompts, shuffled prompts "
+        f"{b['shuffled_prompts']['label_consistency']['macro']:.3f}, 2.5D FID {m['fid_2p5d']['mean']:.3f} "
+        f"(unconditional {b['unconditional']['fid_2p5d']['mean']:.3f})."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "synthesis-phantom-cpu")
@@ -119,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", type=Path, default=None, help="feature-network bundle (default: shipped)")
     parser.add_argument("--quick", action="store_true", help="tiny data and steps; never installs")
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="metrics.json of the previous bundle, evaluated with the same command and data: quoted in the card",
+    )
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for the training config")
     args = parser.parse_args(argv)
     import torch
@@ -178,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {platform.system()}, {args.threads} torch threads",
         "pipeline_seconds": round(time.perf_counter() - began, 1),
         "overrides": overrides,
+        "pooled_text": bool(json.loads((bundle / "config.json").read_text())["task"]["model"].get("pooled_text")),
     }
+    if args.previous is not None:
+        facts["previous"] = previous_sentence(json.loads(args.previous.read_text()))
     export_synthesis_bundle(
         args.out / "run",
         args.out / "bundle",

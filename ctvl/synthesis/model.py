@@ -18,6 +18,15 @@ Text: contexts from :class:`~ctvl.synthesis.text.TextEncoder` ((1 + L, 384) per 
 the longest prompt of the batch and projected without bias to ``cross_attention_dim``, so padding keys and
 values are exactly zero. Classifier-free guidance uses a learned null text (``null_tokens`` × 384) in
 place of the prompt.
+
+Global text conditioning (``pooled_text``): cross-attention alone learns slowly on a CPU budget (the first
+bundle's volumes barely followed their prompts). With ``pooled_text`` the projected first context row (the
+prompt's mean-pooled sentence embedding, or the null text's first token) also passes through a small MLP
+and is added to the UNet's timestep embedding, as Imagen and SDXL add a pooled text embedding. MONAI's
+``DiffusionModelUNet`` adds a class embedding to the timestep embedding; its ``class_embedding`` (an
+``nn.Embedding`` of ``num_class_embeds = 1``) is replaced by that MLP, fed the (B, cross_attention_dim)
+vector as ``class_labels``. The MLP's last layer starts at zero, so training starts from the
+cross-attention-only model.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ class SynthesisConfig:
     default_steps: int = 25  # sampling steps when the user gives none
     default_guidance: float = 3.0  # classifier-free guidance scale when the user gives none
     latents: str = "codes"  # what is generated: the tokenizer's LFQ codes (see the module docstring)
+    pooled_text: bool = False  # also add the pooled prompt embedding to the timestep embedding (docstring)
 
     def __post_init__(self) -> None:
         if not self.channels or len(self.attention_levels) != len(self.channels):
@@ -125,7 +135,14 @@ class LatentFlowGenerator(nn.Module):
             with_conditioning=True,
             cross_attention_dim=config.cross_attention_dim,
             transformer_num_layers=config.transformer_num_layers,
+            num_class_embeds=1 if config.pooled_text else None,
         )
+        if config.pooled_text:
+            width = config.channels[0] * 4  # MONAI's time_embed_dim
+            last = nn.Linear(width, width)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.unet.class_embedding = nn.Sequential(nn.Linear(config.cross_attention_dim, width), nn.SiLU(), last)
         self.text_proj = nn.Linear(config.text_dim, config.cross_attention_dim, bias=False)
         # MiniLM word-piece embeddings have norm ~8 (per-dimension std ~0.4): start the null text there
         self.null_text = nn.Parameter(torch.randn(config.null_tokens, config.text_dim) * 0.4)
@@ -181,5 +198,6 @@ class LatentFlowGenerator(nn.Module):
         inp = torch.cat([x, mask], 1)
         if any(pad):
             inp = F.pad(inp, (0, pad[2], 0, pad[1], 0, pad[0]))  # zeros: padded frames have mask 0
-        out = self.unet(inp, timesteps=timesteps.to(x.dtype), context=context)
+        pooled = context[:, 0] if self.config.pooled_text else None  # (B, cross_attention_dim)
+        out = self.unet(inp, timesteps=timesteps.to(x.dtype), context=context, class_labels=pooled)
         return out[:, :, :t, :h, :w]

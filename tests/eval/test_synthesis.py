@@ -6,14 +6,16 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ctvl.cli import main
+from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 from ctvl.eval.features.bundle import save_feature_nets
 from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
-from ctvl.eval.synthesis import evaluate_synthesis, read_prompts
+from ctvl.eval.synthesis import evaluate_synthesis, read_prompts, reconstruction_consistency
 from ctvl.synthesis import load_generator
 
 
@@ -63,6 +65,8 @@ def test_metrics_baselines_and_files(setup):
     assert m["n_generated"] == 8 and set(m["fid_2p5d"]) == {"axial", "coronal", "sagittal", "mean"}
     assert m["fid_2p5d"]["mean"] == pytest.approx(sum(m["fid_2p5d"][p] for p in ("axial", "coronal", "sagittal")) / 3)
     assert {"real_vs_real", "reconstruction", "unconditional", "shuffled_prompts"} <= set(m["baselines"])
+    rc = m["baselines"]["reconstruction"]
+    assert "fid_2p5d" in rc and ("macro" in rc["label_consistency"] or "skipped" in rc["label_consistency"])
     lc = m["label_consistency"]
     assert {"Pleural effusion", "Cardiomegaly", "Emphysema", "Lung nodule"} <= set(lc["labels"])
     assert 0 <= lc["macro"] <= 1 and "real_macro" in lc
@@ -114,3 +118,16 @@ def test_cli_and_bad_prompt_files(setup, capsys):
         ]
     )
     assert code == 0 and "Label consistency" in capsys.readouterr().out
+
+
+def test_reconstruction_consistency_scores_each_scan_against_its_own_labels():
+    truth = np.zeros((6, 18), dtype=np.int64)
+    truth[0, 0] = truth[1, 0] = truth[2, [0, 1, 2, 3]] = 1  # scans 3-5 are normal
+    perfect = reconstruction_consistency(truth.copy(), truth, truth)
+    assert perfect["label_consistency"]["macro"] == 1.0 and perfect["label_consistency"]["n_generated"] == 3
+    few = perfect["label_consistency_1to3"]
+    assert few["n_generated"] == 2 and few["labels"] == [CTRATE_LABELS[0]]  # the 4-finding scan is left out
+    blind = reconstruction_consistency(np.zeros_like(truth), truth, truth)
+    assert blind["label_consistency"]["macro"] == 0.0
+    none = reconstruction_consistency(truth, np.zeros_like(truth), np.zeros_like(truth))
+    assert "skipped" in none["label_consistency"]

@@ -77,3 +77,28 @@ def test_codes_survive_normalisation(model: LatentFlowGenerator):
     assert torch.equal(model.to_codes(model.normalize(codes)), codes)
     assert set(model.to_codes(torch.randn(1, 6, 2, 4, 4)).unique().tolist()) <= {-1.0, 1.0}
     assert "latent_mean" in model.state_dict() and "latent_std" in model.state_dict()
+
+
+def test_pooled_text_starts_as_the_cross_attention_model_and_then_reads_the_first_row():
+    torch.manual_seed(0)
+    plain = LatentFlowGenerator(config=SynthesisConfig.from_dict(dict(TINY))).eval()
+    torch.manual_seed(0)
+    pooled = LatentFlowGenerator(config=SynthesisConfig.from_dict({**TINY, "pooled_text": True})).eval()
+    with torch.no_grad():  # MONAI zero-initialises the output convolution: give every weight a value
+        for q in plain.parameters():
+            q.copy_(torch.randn_like(q) * 0.1)
+    pooled.load_state_dict(plain.state_dict(), strict=False)  # same UNet, text projection and null text
+    x, t = torch.randn(2, 6, 2, 4, 4), torch.tensor([10.0, 900.0])
+    text = torch.randn(5, 384)
+    ctx = pooled.context([text, None])
+    with torch.no_grad():
+        # the MLP's last layer starts at zero: the global path adds nothing yet
+        assert torch.allclose(pooled(x, t, ctx), plain(x, t, ctx), atol=1e-6)
+        for p in pooled.unet.class_embedding[2].parameters():
+            p.normal_()
+        before = pooled(x, t, ctx)
+        changed = text.clone()
+        changed[0] += 1.0  # only the pooled row differs
+        after = pooled(x, t, pooled.context([changed, None]))
+    assert not torch.allclose(before[0], after[0]) and torch.allclose(before[1], after[1])
+    assert isinstance(pooled.unet.class_embedding, torch.nn.Sequential)
