@@ -47,12 +47,14 @@ def ensure(root: Path, seed: int, n: int) -> list:
     return scan_ctrate(root, split="valid", require=("labels",)).records[:n]
 
 
-def run_mode(loaded, labeler: ReportLabeler, codes: list[torch.Tensor], consistent: bool, batch: int) -> dict:
+def run_mode(
+    loaded, labeler: ReportLabeler, codes: list[torch.Tensor], diagnoses: list, consistent: bool, batch: int
+) -> dict:
     """Write every report in one mode; counts, texts and predicted labels."""
     gen = ReportGenerator(loaded=loaded, labeler=labeler, consistent=consistent)
     reports, began = [], time.perf_counter()
     for i in range(0, len(codes), batch):
-        reports += gen.from_codes(codes[i : i + batch])
+        reports += gen.from_codes(codes[i : i + batch], None, diagnoses[i : i + batch])
     seconds = time.perf_counter() - began
     clashing = [r for r in reports if labeler.contradictions(r.findings, r.impression)]
     return {
@@ -107,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"model": str(loaded.source), "sets": {}}
     for name, root in (("seed0-valid", args.data), ("seed7-valid", args.new_seed_data)):
         records = ensure(root, SETS[name], args.n)
-        codes = [encoder.encode(load_record_volume(r)) for r in records]
+        volumes = [load_record_volume(r) for r in records]
+        codes = [encoder.encode(v) for v in volumes]
+        diagnoses = [encoder.diagnose(v) for v in volumes]  # None unless the bundle has a voxel diagnosis
         truth = np.stack([r.labels for r in records]).astype(np.int64)
         row: dict = {"n": len(records)}
         for mode in ("draft", "consistent"):
-            got = run_mode(loaded, labeler, codes, mode == "consistent", args.batch)
+            got = run_mode(loaded, labeler, codes, diagnoses, mode == "consistent", args.batch)
             reports = got.pop("reports")
             pred = np.array([[r.labels[k] for k in CTRATE_LABELS] for r in reports], dtype=np.int64)
             metrics = clinical_metrics(truth, pred)

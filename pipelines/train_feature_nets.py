@@ -8,7 +8,7 @@ Steps:
 1. model-space volumes (tokenizer bundle's preprocessing spec) of the phantom training split (``--data``,
    seed 0), its held-out valid split, and a second held-out set (``--test-data``, seed 1, used for nothing
    but this measurement), cached under ``--cache`` (:func:`ctvl.eval.features.model_space_volumes`);
-2. :func:`~ctvl.eval.features.train_classifier` (CTNet3D) and :func:`~ctvl.eval.features.train_slice_net`
+2. :func:`~ctvl.classify.train_classifier` (CTNet3D) and :func:`~ctvl.classify.train_slice_net`
    (SliceNet2D) on the training split;
 3. CTNet3D per-label / macro F1 on both held-out sets (:func:`ctvl.eval.clinical.clinical_metrics`);
 4. real-vs-real floors: 2.5D FID and 3D FD between the two held-out sets;

@@ -82,7 +82,7 @@ def warm(scan: str, model: str | None, threads: int, repeats: int) -> dict[str, 
     t["read_s"], mark = time.perf_counter() - mark, time.perf_counter()
     codes = gen.encode(volume)
     t["preprocess_and_encode_s"], mark = time.perf_counter() - mark, time.perf_counter()
-    report = gen.from_codes([codes], [gen.scan_warnings(volume)])[0]
+    report = gen.from_codes([codes], [gen.scan_warnings(volume)], [gen.diagnose(volume)])[0]
     t["generate_and_label_s"] = time.perf_counter() - mark
     return {
         "load_model_s": round(load_s, 3),

@@ -115,11 +115,12 @@ def _generate_shard(records: Sequence[Any], generator: Any, writer: _Writer, bat
         for start in range(0, len(records), batch_size):
             chunk = records[start : start + batch_size]
             began = time.perf_counter()
-            ready, codes, notes = [], [], []
+            ready, codes, notes, diagnoses = [], [], [], []
             for rec in chunk:  # read + encode one by one: a bad scan fails alone
                 try:
                     volume = load_record_volume(rec)
                     codes.append(generator.encode(volume))
+                    diagnoses.append(generator.diagnose(volume))
                     notes.append(generator.scan_warnings(volume))
                     ready.append(rec)
                 except Exception as exc:  # noqa: BLE001 - recorded per scan, the batch goes on
@@ -129,12 +130,12 @@ def _generate_shard(records: Sequence[Any], generator: Any, writer: _Writer, bat
             if not ready:
                 continue
             try:
-                reports = generator.from_codes(codes, notes)
+                reports = generator.from_codes(codes, notes, diagnoses)
             except Exception:  # noqa: BLE001 - isolate the failing scan(s)
                 reports = []
                 for k in range(len(ready)):
                     try:
-                        reports.append(generator.from_codes([codes[k]], [notes[k]])[0])
+                        reports.append(generator.from_codes([codes[k]], [notes[k]], [diagnoses[k]])[0])
                     except Exception as exc:  # noqa: BLE001
                         reports.append(exc)
             seconds = (time.perf_counter() - began) / len(chunk)

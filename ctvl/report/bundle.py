@@ -2,7 +2,8 @@
 
 A bundle folder holds ``weights.safetensors`` and ``config.json`` (``{"format", "task_name": "report",
 "task": <ReportTask export>, "training": {...}}``), a copy of the tokenizer bundle it was trained on in
-``tokenizer/`` (a text-only model has none) and ``MODEL_CARD.md``. Loading checks that the tokenizer
+``tokenizer/`` (a text-only model has none), optionally a voxel classifier for the diagnosis prompt in
+``diagnosis/`` (:mod:`ctvl.report.diagnosis`) and ``MODEL_CARD.md``. Loading checks that the tokenizer
 found is the one the model was trained with (same weights digest) and that its preprocessing spec is
 the one recorded at training time: a scan is always preprocessed exactly as the training scans were,
 and a bundle whose parts do not belong together is refused rather than silently used.
@@ -12,6 +13,7 @@ tokenizer is found at the source recorded in the checkpoint).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import torch
 from ctvl.atomic import publish_dir
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import ConfigError, CtvlError, InputError
+from ctvl.report.diagnosis import DIAGNOSIS_DIR, VoxelDiagnosis, load_diagnosis
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.tokenizers.causal3d.bundle import copy_tokenizer_bundle, load_embedded_tokenizer
@@ -44,6 +47,7 @@ class LoadedReportModel:
         export: the stored task export (model config, tokenizer identity, training data ranges).
         training: the bundle's ``training`` facts ({} for a run folder).
         source: the folder it was loaded from.
+        diagnosis: the voxel classifier that sets the diagnosis prompt (None: the model's own label head).
     """
 
     model: ReportModel
@@ -53,6 +57,7 @@ class LoadedReportModel:
     export: dict[str, Any]
     training: dict[str, Any]
     source: Path
+    diagnosis: VoxelDiagnosis | None = None
 
     @property
     def visual(self) -> bool:
@@ -98,14 +103,21 @@ def load_report_model(path: str | Path | None = None, device: str | torch.device
         if export["tokenizer"] is not None
         else None
     )
+    spec = PreprocessSpec.from_dict(export["preprocessing"]) if export["preprocessing"] else None
+    diagnosis = None
+    if (folder / DIAGNOSIS_DIR / "config.json").is_file():
+        if model.diagnosis is None or tok is None:
+            raise InputError("this report model has no diagnosis prompt to fill: remove diagnosis/", path=folder)
+        diagnosis = load_diagnosis(folder / DIAGNOSIS_DIR, spec, device)
     return LoadedReportModel(
         model=model,
         text=text,
         tokenizer=tok,
-        spec=PreprocessSpec.from_dict(export["preprocessing"]) if export["preprocessing"] else None,
+        spec=spec,
         export=export,
         training=dict(config.get("training") or {}),
         source=folder,
+        diagnosis=diagnosis,
     )
 
 
@@ -117,6 +129,7 @@ def export_report_bundle(
     half: bool = False,
     tokenizer_source: str | Path | None = None,
     model_overrides: dict[str, Any] | None = None,
+    diagnosis_source: str | Path | None = None,
 ) -> Path:
     """Write a self-contained report bundle from a training run or checkpoint.
 
@@ -130,6 +143,7 @@ def export_report_bundle(
             installed bundle); it must have the same id.
         model_overrides: inference settings of the model config to replace (e.g. ``{"label_threshold": 0.2}``
             chosen after training by :mod:`ctvl.eval.calibrate`); checked like the YAML ``model:`` section.
+        diagnosis_source: a ``diagnosis/`` folder (:mod:`ctvl.report.diagnosis`) to copy into the bundle.
 
     Returns:
         The bundle folder.
@@ -158,6 +172,32 @@ def export_report_bundle(
         write_bundle_files(
             state, {"format": BUNDLE_FORMAT, "task_name": TASK_NAME, "task": export, "training": info}, tmp
         )
+        if diagnosis_source is not None:
+            shutil.copytree(diagnosis_source, tmp / DIAGNOSIS_DIR)
         if card is not None:
             (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return Path(out_dir)
+
+
+def with_diagnosis(bundle: str | Path, diagnosis: str | Path | None, card: str | None = None) -> Path:
+    """Republish ``bundle`` whole with ``diagnosis`` (a ``diagnosis/`` folder) in it, or without one (None).
+
+    The rest of the bundle is copied unchanged (``card`` replaces MODEL_CARD.md when given); the swap is
+    atomic, so a reader sees the old bundle or the new one.
+    """
+    bundle = Path(bundle)
+    if not (bundle / "config.json").is_file():
+        raise InputError("not a report bundle (no config.json)", path=bundle)
+    with publish_dir(bundle) as tmp:
+        for item in bundle.iterdir():
+            if item.name == DIAGNOSIS_DIR:
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            else:
+                shutil.copy2(item, tmp / item.name)
+        if diagnosis is not None:
+            shutil.copytree(diagnosis, tmp / DIAGNOSIS_DIR)
+        if card is not None:
+            (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    return bundle

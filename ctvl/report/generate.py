@@ -147,6 +147,8 @@ class ReportGenerator:
         max_new_tokens: length limit (None = the model's config).
         consistent: self-consistent decoding (:mod:`ctvl.report.consistency`); False writes the first draft
             and only warns about a contradiction (the baseline ``pipelines/measure_consistency.py`` compares).
+        voxel_diagnosis: let the bundle's voxel classifier (``diagnosis/``, :mod:`ctvl.report.diagnosis`) set
+            the diagnosis prompt; False (or a bundle without one) lets the model's token label head set it.
     """
 
     def __init__(
@@ -157,9 +159,11 @@ class ReportGenerator:
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
         consistent: bool = True,
+        voxel_diagnosis: bool = True,
     ) -> None:
         self.loaded = loaded
         self.consistent = consistent
+        self.diagnosis = loaded.diagnosis if voxel_diagnosis else None
         self.num_beams = num_beams or loaded.model.config.num_beams
         self.max_new_tokens = max_new_tokens or loaded.model.config.max_new_tokens
         if self.num_beams < 1 or self.max_new_tokens < 1:
@@ -183,22 +187,53 @@ class ReportGenerator:
 
         return encode_volume(self.loaded.tokenizer, volume)["codes"]
 
+    def diagnose(self, volume: Volume) -> torch.Tensor | None:
+        """(18,) label probabilities of the voxel classifier for one scan; None without one."""
+        if self.diagnosis is None:
+            return None
+        with torch.inference_mode():
+            return self.diagnosis.of_volume(volume).cpu()
+
     def from_codes(
-        self, codes: Sequence[torch.Tensor | None], warnings: Sequence[list[str]] | None = None
+        self,
+        codes: Sequence[torch.Tensor | None],
+        warnings: Sequence[list[str]] | None = None,
+        diagnosis: Sequence[torch.Tensor | None] | None = None,
     ) -> list[GeneratedReport]:
-        """Reports for B scans given their latents (all None for a text-only model)."""
+        """Reports for B scans given their latents (all None for a text-only model).
+
+        Args:
+            codes: B latent grids (D, t, h, w) from :meth:`encode`.
+            warnings: per scan, notes to pass on.
+            diagnosis: per scan, the (18,) probabilities of :meth:`diagnose`; required when the generator
+                uses a voxel classifier.
+        """
         model = self.loaded.model
         device = next(model.parameters()).device
         batch = None if not self.loaded.visual else [c.to(device) for c in codes]  # type: ignore[union-attr]
+        states = voxel_probs = None
+        if self.diagnosis is not None:
+            if diagnosis is None or len(diagnosis) != len(codes) or any(d is None for d in diagnosis):
+                raise InputError("this report bundle's diagnosis reads the voxels: pass diagnose(volume) per scan")
+            voxel_probs = torch.stack([d.float().cpu() for d in diagnosis if d is not None])  # (B, 18)
+            states = self.diagnosis.states(voxel_probs).to(device)
         with _threads_for(model):
             rows, probs = model.generate_with_probabilities(
-                batch, batch=len(codes), max_new_tokens=self.max_new_tokens, num_beams=self.num_beams
+                batch,
+                batch=len(codes),
+                max_new_tokens=self.max_new_tokens,
+                num_beams=self.num_beams,
+                states=states,
             )
+        if voxel_probs is not None:
+            probs = voxel_probs
         out = []
         for b, ids in enumerate(rows):
             fixed = ConsistentReport(ids=ids)
             if self.consistent:
-                fixed = self._consistent(ids, None if batch is None else batch[b], probs, b)
+                fixed = self._consistent(
+                    ids, None if batch is None else batch[b], probs, b, None if states is None else states[b]
+                )
             ids = fixed.ids
             findings, impression = (drop_repeated_sentences(s) for s in self.loaded.text.split_report(ids))
             notes = list(warnings[b]) if warnings is not None else []
@@ -224,17 +259,25 @@ class ReportGenerator:
         return out
 
     def _consistent(
-        self, ids: list[int], codes: torch.Tensor | None, probs: torch.Tensor | None, b: int
+        self,
+        ids: list[int],
+        codes: torch.Tensor | None,
+        probs: torch.Tensor | None,
+        b: int,
+        prompt: torch.Tensor | None = None,
     ) -> ConsistentReport:
-        """Self-consistent decoding of report ``b`` (:func:`ctvl.report.consistency.make_consistent`)."""
+        """Self-consistent decoding of report ``b`` (:func:`ctvl.report.consistency.make_consistent`);
+        ``prompt`` is its (18,) diagnosis prompt when a voxel classifier set it."""
         model, text = self.loaded.model, self.loaded.text
         states = None
-        if model.diagnosis is not None and probs is not None:
+        if prompt is not None:
+            states = {n: bool(v) for n, v in zip(CTRATE_LABELS, prompt.tolist())}
+        elif model.diagnosis is not None and probs is not None:
             states = {n: bool(v > model.config.label_threshold) for n, v in zip(CTRATE_LABELS, probs[b].tolist())}
 
         def redecode(prefix: list[int], banned: list[int]) -> list[int]:
             with _threads_for(model):
-                return model.continue_report(codes, prefix, banned, self.max_new_tokens, self.num_beams)
+                return model.continue_report(codes, prefix, banned, self.max_new_tokens, self.num_beams, states=prompt)
 
         return make_consistent(
             ids,
@@ -248,7 +291,7 @@ class ReportGenerator:
 
     def report(self, volume: Volume) -> GeneratedReport:
         """One scan → one report."""
-        return self.from_codes([self.encode(volume)], [self.scan_warnings(volume)])[0]
+        return self.from_codes([self.encode(volume)], [self.scan_warnings(volume)], [self.diagnose(volume)])[0]
 
 
 def _cache_key(bundle: str | Path | None) -> str:

@@ -315,11 +315,15 @@ class ReportModel(nn.Module):
         batch: int | None = None,
         max_new_tokens: int | None = None,
         num_beams: int | None = None,
+        states: torch.Tensor | None = None,
     ) -> tuple[list[list[int]], torch.Tensor | None]:
         """:meth:`generate` plus the (B, 18) label probabilities of :meth:`label_probabilities`; with the
-        diagnosis prompt they come from the same visual pass that built the prompt (no second pass)."""
+        diagnosis prompt they come from the same visual pass that built the prompt (no second pass).
+
+        ``states`` (B, 18) 0/1 sets the diagnosis prompt from elsewhere (a voxel classifier,
+        :mod:`ctvl.report.diagnosis`); None lets the visual label head set it."""
         n = len(codes) if codes is not None else int(batch or 1)
-        prefixes, logits = self.prefixes(codes, n)
+        prefixes, logits = self.prefixes(codes, n, states)
         a = self.assemble(prefixes)
         out = self.lm.generate(
             inputs_embeds=a.embeds,
@@ -345,6 +349,7 @@ class ReportModel(nn.Module):
         ban_first: list[int],
         max_new_tokens: int | None = None,
         num_beams: int | None = None,
+        states: torch.Tensor | None = None,
     ) -> list[int]:
         """Continue one report after ``prefix`` ids, its next token not one of ``ban_first``.
 
@@ -354,6 +359,7 @@ class ReportModel(nn.Module):
             ban_first: token ids the continuation may not start with.
             max_new_tokens: length limit of the whole report (default: the config's).
             num_beams: beams (default: the config's).
+            states: (18,) 0/1 diagnosis prompt the draft was written with (None: the label head's).
 
         Returns:
             ``prefix`` + the continuation, up to and excluding ``<eos>``.
@@ -363,7 +369,7 @@ class ReportModel(nn.Module):
         limit = int(max_new_tokens or self.config.max_new_tokens)
         if len(prefix) >= limit:
             return list(prefix)
-        prompt, _ = self.prefixes([codes] if codes is not None else None, 1)
+        prompt, _ = self.prefixes([codes] if codes is not None else None, 1, None if states is None else states[None])
         embeds = prompt[0]
         if prefix:
             ids = torch.tensor(prefix, device=embeds.device)

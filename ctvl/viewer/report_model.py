@@ -42,7 +42,7 @@ def bundle_report_fn(bundle: str | Path | None = None, evidence: bool = True) ->
     def report_fn(volume: Volume) -> ReportOutput:
         with lock:
             codes, located = _codes(loaded, volume)
-            report = generator.from_codes([codes], [generator.scan_warnings(volume)])[0]
+            report = generator.from_codes([codes], [generator.scan_warnings(volume)], [generator.diagnose(volume)])[0]
             positives = [name for name, v in report.labels.items() if v]
             voxels, method = {}, ""
             if evidence and located is not None and positives and report.probabilities:

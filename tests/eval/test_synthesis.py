@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from ctvl.classify.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.cli import main
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 from ctvl.eval.features.bundle import save_feature_nets
-from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.eval.synthesis import evaluate_synthesis, read_prompts, reconstruction_consistency
 from ctvl.synthesis import load_generator
 

@@ -140,7 +140,7 @@ def _patched_generator(monkeypatch, continuation: str) -> tuple[ReportGenerator,
     first = report_ids(text, TEXTS[0], "Mediastinal lymphadenopathy. Cardiomegaly.")
     calls: list = []
 
-    def continue_report(codes, prefix, banned, max_new_tokens=None, num_beams=None):
+    def continue_report(codes, prefix, banned, max_new_tokens=None, num_beams=None, states=None):
         calls.append((len(prefix), list(banned)))
         return prefix + text.encode(continuation)
 

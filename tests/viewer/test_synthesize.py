@@ -132,7 +132,7 @@ def test_default_classifier_is_none_without_a_feature_net_bundle(tmp_path):
 
 def test_feature_net_adapter_reads_18_probabilities_and_refuses_another_grid(tmp_path):
     features = pytest.importorskip("ctvl.eval.features.bundle")
-    from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
+    from ctvl.classify.nets import CTNet3D, FeatureNetConfig, SliceNet2D
     from tests.report.factory import TINY_SPEC
 
     config = FeatureNetConfig(widths=(8,), strides=None, feature_dim=8, norm="group")

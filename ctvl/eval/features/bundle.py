@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from ctvl.atomic import publish_dir
+from ctvl.classify.extract import predict_labels, volume_logits
+from ctvl.classify.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.data.labels import CTRATE_LABELS
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
-from ctvl.eval.features.extract import predict_labels, volume_logits
-from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.train.checkpoint import load_checkpoint, load_weights, write_bundle_files
 
 FORMAT = "ctvl-featurenets-1"

@@ -2,10 +2,10 @@
 
 - :func:`frechet_distance`: between two feature sets, with MONAI's ``FIDMetric`` (Gaussian fit of each set,
   ``|mu_a - mu_b|² + Tr(Σa + Σb − 2 (Σa Σb)^½)``).
-- :func:`fd_3d`: on :class:`~ctvl.eval.features.nets.CTNet3D` penultimate features of whole volumes
+- :func:`fd_3d`: on :class:`~ctvl.classify.nets.CTNet3D` penultimate features of whole volumes
   (GenerateCT / BTB3D's "CT-Net" FVD-style distance).
 - :func:`fid_2p5d`: the MAISI / VLM3D 2.5D FID: every axial, coronal and sagittal slice of each volume
-  through one :class:`~ctvl.eval.features.nets.SliceNet2D`, a Fréchet distance per plane, and their mean.
+  through one :class:`~ctvl.classify.nets.SliceNet2D`, a Fréchet distance per plane, and their mean.
 
 Values depend on the feature network and on the set sizes (the estimate is biased upward for small sets):
 compare only numbers computed with the same bundle and similar set sizes, next to the real-vs-real floor
@@ -20,8 +20,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from ctvl.classify.extract import PLANES, slice_features, volume_features
 from ctvl.errors import InputError
-from ctvl.eval.features.extract import PLANES, slice_features, volume_features
 
 
 class _HasNets(Protocol):

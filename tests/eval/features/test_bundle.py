@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from ctvl.classify.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
 from ctvl.eval.features import bundle as bundle_mod
 from ctvl.eval.features.bundle import load_feature_nets, save_feature_nets
-from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 
 
 def _nets(widths=(8, 16)):

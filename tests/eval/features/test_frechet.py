@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from ctvl.classify.extract import PLANES, plane_slices, slice_features, volume_features
+from ctvl.classify.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
 from ctvl.eval.features.bundle import FeatureNets
-from ctvl.eval.features.extract import PLANES, plane_slices, slice_features, volume_features
 from ctvl.eval.features.frechet import fd_3d, fid_2p5d, frechet_distance
-from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
 
 
 def test_identical_sets_are_at_zero():

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from ctvl.classify.nets import CTNet3D, FeatureNetConfig, SliceNet2D
+from ctvl.classify.train import choose_thresholds, pos_weight, train_classifier, train_slice_net
 from ctvl.errors import ConfigError, InputError
-from ctvl.eval.features.nets import CTNet3D, FeatureNetConfig, SliceNet2D
-from ctvl.eval.features.train import choose_thresholds, pos_weight, train_classifier, train_slice_net
 
 TINY = FeatureNetConfig(widths=(8, 16), strides=None, feature_dim=12)
 

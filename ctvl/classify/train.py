@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from ctvl.classify.extract import PLANES, volume_logits
+from ctvl.classify.nets import SLICE_CONFIG, CTNet3D, FeatureNetConfig, SliceNet2D
 from ctvl.errors import ConfigError, InputError
-from ctvl.eval.features.extract import PLANES, volume_logits
-from ctvl.eval.features.nets import SLICE_CONFIG, CTNet3D, FeatureNetConfig, SliceNet2D
 
 
 @dataclass
@@ -229,7 +229,7 @@ def train_slice_net(
     Args:
         x: (N, 1, T, H, W) volumes in [-1, 1].
         y: (N, 18) 0/1 volume labels.
-        config: net config (default :data:`~ctvl.eval.features.nets.SLICE_CONFIG`).
+        config: net config (default :data:`~ctvl.classify.nets.SLICE_CONFIG`).
         epochs: passes; each pass draws ``3 · ceil(N / batch_size)`` batches (one slice per volume per plane).
         batch_size: slices per step (from as many different volumes).
         lr: AdamW one-cycle peak.
