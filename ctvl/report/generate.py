@@ -28,7 +28,13 @@ from ctvl.data.labels import CTRATE_LABELS
 from ctvl.errors import InputError
 from ctvl.io.volume import Volume
 from ctvl.report.bundle import LoadedReportModel, load_report_model
-from ctvl.report.consistency import ConsistentReport, TextLabeler, drop_contradicting, make_consistent
+from ctvl.report.consistency import (
+    ConsistentReport,
+    TextLabeler,
+    drop_contradicting,
+    follow_prompt,
+    make_consistent,
+)
 from ctvl.report.text_tokenizer import IMPRESSION, drop_repeated_sentences, format_report
 
 SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _threads_for)
@@ -47,7 +53,8 @@ class GeneratedReport:
         warnings: things the reader should know (see the module docstring).
         probabilities: per-label probability of the model's auxiliary head ({} without one).
         truncated: the LM hit the length limit before ``<eos>``.
-        redecodes: decoding restarts that removed a findings/impression contradiction
+        redecodes: decoding restarts that made the findings follow the diagnosis prompt or removed a
+            findings/impression contradiction
             (:mod:`ctvl.report.consistency`).
     """
 
@@ -279,15 +286,28 @@ class ReportGenerator:
             with _threads_for(model):
                 return model.continue_report(codes, prefix, banned, self.max_new_tokens, self.num_beams, states=prompt)
 
-        return make_consistent(
-            ids,
+        impression_id = text.special[IMPRESSION]
+        followed = ConsistentReport(ids=ids)
+        if states:  # first the findings follow the prompt, then the impression is made to agree with them
+            followed = follow_prompt(
+                followed,
+                split_ids=lambda r: r.index(impression_id) if impression_id in r else len(r),
+                decode=text.decode,
+                labeler=self.labeler,
+                present=[n for n in CTRATE_LABELS if states.get(n)],
+                redecode=redecode,
+            )
+        fixed = make_consistent(
+            followed.ids,
             split=text.split_report,
             decode=text.decode,
-            impression_id=text.special[IMPRESSION],
+            impression_id=impression_id,
             labeler=self.labeler,
             present=lambda label: bool(states and states.get(label)),
             redecode=redecode,
         )
+        fixed.redecodes += followed.redecodes
+        return fixed
 
     def report(self, volume: Volume) -> GeneratedReport:
         """One scan → one report."""

@@ -7,7 +7,14 @@ import torch
 
 from ctvl.eval.labeler import ReportLabeler
 from ctvl.report.bundle import load_report_model
-from ctvl.report.consistency import FirstTokenBan, drop_contradicting, make_consistent, sentence_starts
+from ctvl.report.consistency import (
+    ConsistentReport,
+    FirstTokenBan,
+    drop_contradicting,
+    follow_prompt,
+    make_consistent,
+    sentence_starts,
+)
 from ctvl.report.generate import ReportGenerator
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import IMPRESSION, ReportTextTokenizer
@@ -167,3 +174,51 @@ def test_generator_removes_what_redecoding_cannot_fix(monkeypatch) -> None:
     assert [b for _, b in calls][-1] == sorted(set(b for _, bs in calls for b in bs))  # bans accumulate
     assert report.impression == "Cardiomegaly."
     assert any("were removed after 4 re-decodes: Mediastinal lymphadenopathy." in w for w in report.warnings)
+
+
+def _impression_at(text: ReportTextTokenizer):
+    k = text.special[IMPRESSION]
+    return lambda ids: ids.index(k) if k in ids else len(ids)
+
+
+def test_labeler_names_what_a_text_only_rules_out() -> None:
+    assert LABELER.ruled_out("No pleural effusion. Normal heart.") == ["Pleural effusion"]
+    assert LABELER.ruled_out("No pleural effusion on the left. Right pleural effusion.") == []
+    assert LABELER.ruled_out("Cardiomegaly.") == []
+
+
+def test_findings_follow_a_prompt_that_states_present(text: ReportTextTokenizer) -> None:
+    ids = report_ids(text, "Normal. No pleural effusion. Normal heart.", "Normal.")
+    seen = []
+
+    def redecode(prefix: list[int], banned: list[int]) -> list[int]:
+        seen.append((len(prefix), banned))
+        return prefix + report_ids(text, "Bilateral pleural effusion.", "Bilateral pleural effusion.")[0:]
+
+    out = follow_prompt(
+        ConsistentReport(ids=ids, redecodes=1),
+        split_ids=_impression_at(text),
+        decode=text.decode,
+        labeler=LABELER,
+        present=["Pleural effusion"],
+        redecode=redecode,
+    )
+    start = sentence_starts(text.decode, ids)[1][0]  # the second sentence rules it out
+    assert seen == [(start, [ids[start]])] and out.redecodes == 2 and out.unresolved == []
+    assert LABELER.label(text.split_report(out.ids)[0])["Pleural effusion"] == 1
+
+
+def test_a_prompt_the_lm_will_not_follow_stops_after_the_limit(text: ReportTextTokenizer) -> None:
+    ids = report_ids(text, "No pleural effusion. Normal heart.", "Normal.")
+    calls = []
+
+    def redecode(prefix: list[int], banned: list[int]) -> list[int]:
+        calls.append(list(banned))
+        return prefix + report_ids(text, "No pleural effusion.", "Normal.")
+
+    kwargs = dict(split_ids=_impression_at(text), decode=text.decode, labeler=LABELER, redecode=redecode)
+    out = follow_prompt(ConsistentReport(ids=ids), present=["Pleural effusion"], max_redecodes=3, **kwargs)
+    assert len(calls) == 3 and out.redecodes == 3 and out.unresolved == ["Pleural effusion"]
+    assert calls[-1] == sorted(set(calls[-1])) and len(calls[-1]) >= 1  # bans accumulate at that position
+    untouched = follow_prompt(ConsistentReport(ids=ids), present=["Cardiomegaly"], **kwargs)
+    assert untouched.ids == ids and untouched.redecodes == 0  # nothing rules out what the prompt states

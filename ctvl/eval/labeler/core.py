@@ -133,6 +133,14 @@ class ReportLabeler:
         found = {m.label for m in self.mentions(text or "") if self._positive(m)}
         return {name: int(name in found) for name in self.labels}
 
+    def ruled_out(self, text: str) -> list[str]:
+        """Labels ``text`` mentions only negated ("No pericardial effusion was detected."), in CT-RATE order."""
+        affirmed, negated = set(), set()
+        for m in self.mentions(text or ""):
+            if not m.questioned:
+                (negated if m.negated else affirmed).add(m.label)
+        return [name for name in self.labels if name in negated - affirmed]
+
     def contradictions(self, findings: str, impression: str) -> list[str]:
         """Labels the impression affirms while the findings only rule them out.
 
