@@ -113,6 +113,11 @@ def load_diagnosis(
         raise InputError("the diagnosis config.json is missing or unreadable", path=folder) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(f"not a report diagnosis folder (expected format {FORMAT!r})", path=folder)
+    missing = [k for k in ("labels", "net", "thresholds", "preprocessing") if k not in config]
+    if missing:
+        raise InputError(
+            f"the diagnosis config.json lacks {', '.join(missing)}; rewrite it with write_diagnosis", path=folder
+        )
     if config.get("labels") != list(CTRATE_LABELS):
         raise InputError("the diagnosis classifier was trained on other labels than CT-RATE's 18", path=folder)
     own = PreprocessSpec.from_dict(config["preprocessing"])

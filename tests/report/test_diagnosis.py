@@ -63,6 +63,9 @@ def test_refuses_another_preprocessing_or_format(tmp_path):
     (tmp_path / "x" / "config.json").write_text('{"format": "nope"}')
     with pytest.raises(InputError, match="not a report diagnosis folder"):
         load_diagnosis(tmp_path / "x", spec)
+    (tmp_path / "x" / "config.json").write_text('{"format": "ctvl-report-diagnosis-1", "labels": []}')
+    with pytest.raises(InputError, match="lacks net, thresholds, preprocessing"):
+        load_diagnosis(tmp_path / "x", spec)
 
 
 def test_the_prompt_says_what_the_voxel_classifier_reads(prompted, tmp_path):
