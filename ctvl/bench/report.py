@@ -80,9 +80,10 @@ def warm(scan: str, model: str | None, threads: int, repeats: int) -> dict[str, 
     mark = time.perf_counter()
     volume = read_scan(scan)
     t["read_s"], mark = time.perf_counter() - mark, time.perf_counter()
-    codes = gen.encode(volume)
-    t["preprocess_and_encode_s"], mark = time.perf_counter() - mark, time.perf_counter()
-    report = gen.from_codes([codes], [gen.scan_warnings(volume)], [gen.diagnose(volume)])[0]
+    prepared = gen.model_space(volume)  # None unless the tokens and a voxel diagnosis share it
+    codes, probs = gen.encode(volume, prepared), gen.diagnose(volume, prepared)
+    t["preprocess_encode_and_diagnose_s"], mark = time.perf_counter() - mark, time.perf_counter()
+    report = gen.from_codes([codes], [gen.scan_warnings(volume)], [probs])[0]
     t["generate_and_label_s"] = time.perf_counter() - mark
     return {
         "load_model_s": round(load_s, 3),

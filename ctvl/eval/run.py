@@ -119,8 +119,9 @@ def _generate_shard(records: Sequence[Any], generator: Any, writer: _Writer, bat
             for rec in chunk:  # read + encode one by one: a bad scan fails alone
                 try:
                     volume = load_record_volume(rec)
-                    codes.append(generator.encode(volume))
-                    diagnoses.append(generator.diagnose(volume))
+                    prepared = generator.model_space(volume)  # one resampling for tokens and diagnosis
+                    codes.append(generator.encode(volume, prepared))
+                    diagnoses.append(generator.diagnose(volume, prepared))
                     notes.append(generator.scan_warnings(volume))
                     ready.append(rec)
                 except Exception as exc:  # noqa: BLE001 - recorded per scan, the batch goes on

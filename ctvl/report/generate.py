@@ -186,19 +186,39 @@ class ReportGenerator:
             out += geometry_warnings(volume, self.loaded)
         return out
 
-    def encode(self, volume: Volume) -> torch.Tensor | None:
-        """Visual latents (D, t, h, w) of a scan with the bundle's preprocessing; None for text-only models."""
+    def model_space(self, volume: Volume) -> torch.Tensor | None:
+        """The scan in the preprocessing both the tokenizer and the voxel classifier read, (1, T, H, W) in
+        [-1, 1], so that :meth:`report` resamples it once; None when they read different specs or only one
+        of them is there."""
+        return self.loaded.tokenizer.spec.apply(volume) if self.shares_preprocessing else None
+
+    @property
+    def shares_preprocessing(self) -> bool:
+        """Whether the tokenizer and the voxel classifier read the same model-space tensor."""
+        return self.loaded.visual and self.diagnosis is not None and self.diagnosis.spec == self.loaded.tokenizer.spec
+
+    def encode(self, volume: Volume, prepared: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Visual latents (D, t, h, w) of a scan with the bundle's preprocessing; None for text-only models.
+        ``prepared``: its :meth:`model_space` tensor (1, T, H, W), when already computed."""
         if not self.loaded.visual:
             return None
+        if prepared is not None:
+            from ctvl.tokenizers.causal3d.inference import encode_tensor
+
+            with torch.inference_mode():
+                return encode_tensor(self.loaded.tokenizer, prepared[None]).codes[0].to("cpu", torch.float32)
         from ctvl.tokenizers.causal3d.token_cache import encode_volume
 
         return encode_volume(self.loaded.tokenizer, volume)["codes"]
 
-    def diagnose(self, volume: Volume) -> torch.Tensor | None:
-        """(18,) label probabilities of the voxel classifier for one scan; None without one."""
+    def diagnose(self, volume: Volume, prepared: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(18,) label probabilities of the voxel classifier for one scan; None without one.
+        ``prepared``: its :meth:`model_space` tensor (1, T, H, W), when already computed."""
         if self.diagnosis is None:
             return None
         with torch.inference_mode():
+            if prepared is not None:
+                return self.diagnosis.probabilities(prepared[None])[0].cpu()
             return self.diagnosis.of_volume(volume).cpu()
 
     def from_codes(
@@ -311,7 +331,9 @@ class ReportGenerator:
 
     def report(self, volume: Volume) -> GeneratedReport:
         """One scan → one report."""
-        return self.from_codes([self.encode(volume)], [self.scan_warnings(volume)], [self.diagnose(volume)])[0]
+        prepared = self.model_space(volume)
+        codes, probs = self.encode(volume, prepared), self.diagnose(volume, prepared)
+        return self.from_codes([codes], [self.scan_warnings(volume)], [probs])[0]
 
 
 def _cache_key(bundle: str | Path | None) -> str:

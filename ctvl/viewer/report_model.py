@@ -41,8 +41,9 @@ def bundle_report_fn(bundle: str | Path | None = None, evidence: bool = True) ->
 
     def report_fn(volume: Volume) -> ReportOutput:
         with lock:
-            codes, located = _codes(loaded, volume)
-            report = generator.from_codes([codes], [generator.scan_warnings(volume)], [generator.diagnose(volume)])[0]
+            codes, located, x = _codes(loaded, volume)
+            probs = generator.diagnose(volume, x if generator.shares_preprocessing else None)
+            report = generator.from_codes([codes], [generator.scan_warnings(volume)], [probs])[0]
             positives = [name for name, v in report.labels.items() if v]
             voxels, method = {}, ""
             if evidence and located is not None and positives and report.probabilities:
@@ -67,14 +68,15 @@ def bundle_report_fn(bundle: str | Path | None = None, evidence: bool = True) ->
 
 
 def _codes(loaded, volume: Volume):
-    """(codes (D, t, h, w), (preprocessing state, model shape (T, H, W))) — (None, None) for a text-only model."""
+    """(codes (D, t, h, w), (preprocessing state, model shape (T, H, W)), model-space scan (1, T, H, W)) —
+    (None, None, None) for a text-only model."""
     if not loaded.visual:
-        return None, None
+        return None, None, None
     from ctvl.tokenizers.causal3d.inference import encode_tensor, preprocess
 
     x, state = preprocess(loaded.tokenizer, volume)  # (1, 1, T, H, W)
     tokens = encode_tensor(loaded.tokenizer, x)
-    return tokens.codes[0].to("cpu").float(), (state, tuple(int(s) for s in x.shape[2:]))
+    return tokens.codes[0].to("cpu").float(), (state, tuple(int(s) for s in x.shape[2:])), x[0]
 
 
 def default_report_fn() -> ReportFn | None:

@@ -25,7 +25,7 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_warm_times_each_stage(scan: Path) -> None:
     out = bench.warm(str(scan), None, threads=1, repeats=1)
     assert len(out["runs_s"]) == 1 and out["runs_s"][0] > 0
-    assert set(out["stages"]) == {"read_s", "preprocess_and_encode_s", "generate_and_label_s"}
+    assert set(out["stages"]) == {"read_s", "preprocess_encode_and_diagnose_s", "generate_and_label_s"}
     assert out["scan_shape"] == [64, 64, 33] and out["report_words"] > 0
 
 

@@ -97,6 +97,31 @@ def test_the_prompt_says_what_the_voxel_classifier_reads(prompted, tmp_path):
     assert states_seen[1] is None and states_seen[3] is None
 
 
+def test_the_scan_is_preprocessed_once_for_tokens_and_diagnosis(prompted, tmp_path, monkeypatch):
+    volume = load_record_volume(scan_ctrate(shared()["data"], split="valid").records[0])
+    bundle = export_report_bundle(prompted, tmp_path / "b")
+    with_diagnosis(bundle, _diagnosis(tmp_path / "d", 0.5, _spec()))
+    gen = ReportGenerator(loaded=load_report_model(bundle), labeler=ReportLabeler())
+    prepared = gen.model_space(volume)
+    assert prepared is not None and prepared.shape == (1, _spec().depth, *_spec().size)
+    assert torch.allclose(gen.encode(volume, prepared), gen.encode(volume), atol=1e-5)
+    assert torch.allclose(gen.diagnose(volume, prepared), gen.diagnose(volume), atol=1e-6)
+    calls = []
+    spec_type = type(gen.loaded.tokenizer.spec)
+    original = spec_type.apply
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(spec_type, "apply", counting)
+    gen.report(volume)
+    assert len(calls) == 1
+    assert (
+        ReportGenerator(loaded=gen.loaded, labeler=ReportLabeler(), voxel_diagnosis=False).model_space(volume) is None
+    )
+
+
 def test_a_model_without_a_diagnosis_prompt_refuses_one(tmp_path):
     bundle = export_report_bundle(shared()["bundle"], tmp_path / "b")
     with_diagnosis(bundle, _diagnosis(tmp_path / "d", 0.5, _spec()))
