@@ -299,7 +299,10 @@ def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) ->
                 "ground-truth labels, so the LM learns to write what they say; at inference they carry the visual label "
                 f"head (pooled conv features) thresholded at {mc['label_threshold']}, the threshold with the best macro-F1 "
                 "on the *training* scans (`ctvl.eval.calibrate`; held-out scans never used). The visual tokens stay "
-                "in the prompt for what the labels do not say (sides, sizes, severity).",
+                "in the prompt for what the labels do not say (sides, sizes, severity). When the bundle has a "
+                "`diagnosis/` folder (`pipelines/train_report_diagnosis.py`, as shipped) a 3D classifier of the voxels "
+                "sets them instead: see *Diagnosis from the voxels* below; the tables above it were measured with the "
+                "label head.",
             ]
             if mc.get("label_prompt")
             else []

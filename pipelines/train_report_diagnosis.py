@@ -127,13 +127,13 @@ def card_section(result: dict) -> str:
         "The LM, its visual tokens and its weights are unchanged: it was trained with ground-truth prompts, and",
         "now the prompt comes from a reader that sees the whole 64 x 64 x 33 grid instead of the tokens alone",
         "(`ctvl.report.ReportGenerator(voxel_diagnosis=False)` restores the token head).",
-        "Command: `python pipelines/train_report_diagnosis.py`. Same LM, same scans, both prompts:",
+        "Command: `python pipelines/train_report_diagnosis.py`. Same LM, same scans, both prompts, both decoded with prompt-following and self-consistent decoding (`ctvl.report.consistency`):",
         "",
         "| held-out phantoms | prompt set by | clinical macro-F1 | micro-F1 | duplicate fraction | contradicting | s / report |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, row in result["sets"].items():
-        for mode, what in (("token_head", "token label head (before)"), ("voxel", "voxel classifier")):
+        for mode, what in (("token_head", "token label head"), ("voxel", "voxel classifier")):
             r = row[mode]
             lines.append(
                 f"| {name} ({row['n']}) | {what} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | "
