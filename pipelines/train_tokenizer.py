@@ -55,6 +55,13 @@ GRIDS: dict[str, dict[str, Any]] = {
         },
     },
 }
+# --model: the shipped bundle compresses 8 x 8 x 8 (Haar level + two strided levels: 5 x 8 x 8 tokens on the cpu
+# grid); `f4` drops one strided level (4 x 4 x 4: 9 x 16 x 16 tokens, 7.2x the latent bits), the experiment that
+# asks whether finer tokens keep the findings the coarse ones blur (synthesis and report issues).
+MODELS: dict[str, list[str]] = {
+    "f8": [],
+    "f4": ["model.channel_mult=[1,2]", "model.temporal_downsample=[true]"],
+}
 
 
 def ensure_phantoms(root: Path, n_train: int, n_valid: int, grid: str = "cpu") -> float:
@@ -133,8 +140,13 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
 
     runs = facts["runs"]
     facts.setdefault("grid", "cpu")
+    facts.setdefault("model", "f8")
+    flags = "".join(f" --{k} {facts[k]}" for k, default in (("grid", "cpu"), ("model", "f8")) if facts[k] != default)
     tok = load_tokenizer(results["models"]["3D after stage 3"]["source"])
     spec = tok.spec
+    arch = tok.model.config
+    factor = 2 ** len(arch.channel_mult)
+    factor_t = 2 ** (1 + sum(arch.temporal_downsample))
     d3, t3, h3, w3 = tok.model.latent_shape(spec.depth or 33, *spec.size)
     rows = results["models"]
     s3, s1, base = rows["3D after stage 3"], rows["3D after stage 1"], rows["2D slice-wise baseline"]
@@ -144,9 +156,12 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "# tokenizer-phantom-cpu — causal 3D CT tokenizer (CPU-sized, trained on the ctvl phantom)",
         "",
         "The default tokenizer of ctvl (`ctvl encode`, `ctvl reconstruct`). A causal 3D convolutional tokenizer",
-        "after BTB3D: one 3D Haar level (first slice repeated), causal Conv3d encoder with 8 x 8 x 8 compression,",
-        "12-bit LFQ tokens (4,096 codes), causal decoder with adaptive GroupNorm. 16 filters, channel multipliers",
-        "1-2-4, one ResBlock per level; weights stored in float16 (upcast on load).",
+        "after BTB3D: one 3D Haar level (first slice repeated), causal Conv3d encoder with "
+        f"{factor} x {factor} x {factor_t} compression,",
+        f"{arch.token_channels}-bit LFQ tokens ({2**arch.token_channels:,} codes), causal decoder with adaptive "
+        f"GroupNorm. {arch.filters} filters, channel multipliers",
+        f"{'-'.join(str(m) for m in arch.channel_mult)}, {arch.num_res_blocks} ResBlock(s) per level; weights "
+        "stored in float16 (upcast on load).",
         "",
         "**Input**: any CT (NIfTI / DICOM), preprocessed with the spec stored in `config.json` (the "
         f"`{facts['grid']}` preset: LPS, {' x '.join(f'{v:g}' for v in spec.spacing)} mm, HU [-1000, 1000] -> [-1, 1], "
@@ -155,7 +170,7 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "",
         "## Training",
         "",
-        f"Command: `python pipelines/train_tokenizer.py{'' if facts['grid'] == 'cpu' else ' --grid ' + facts['grid']}` (data: {facts['data']['n_train']} phantom train volumes,"
+        f"Command: `python pipelines/train_tokenizer.py{flags}` (data: {facts['data']['n_train']} phantom train volumes,"
         f" seed {DATA_SEED}; held-out: {facts['data']['n_valid']} valid volumes).",
         f"Hardware: {facts['hardware']}, {runs['s1'].get('threads') or facts['threads']} torch threads "
         "(2 cores shared with other jobs: wall times include waiting for the CPU).",
@@ -246,10 +261,11 @@ def budget_note(results: dict[str, Any]) -> str:
         fine = adjacent_slice_psnr(1.5)
         coarse = adjacent_slice_psnr(11.25, slices=33)
         dz = spec.spacing[2]
+        f_t = 2 ** (1 + sum(m3.config.temporal_downsample))
         text += (
             f" On this {dz:g} mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (11.25 mm grid: "
-            f"{coarse:.1f} dB; the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame spans 8 slices = {8 * dz:g} mm "
-            "of anatomy (12 mm at 1.5 mm)."
+            f"{coarse:.1f} dB; the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame spans {f_t} slices = "
+            f"{f_t * dz:g} mm of anatomy (the paper's: 8 slices, 12 mm at 1.5 mm)."
         )
     return text
 
@@ -271,30 +287,37 @@ def adjacent_slice_psnr(z_spacing: float, seeds: tuple[int, ...] = (11, 12, 13),
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "tokenizer-phantom-cpu")
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/tokenizer-phantom-cpu[-MODEL]")
     parser.add_argument("--data", type=Path, default=None, help="phantom folder (default: runs/data/phantom[-iso])")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu", help="model grid (see GRIDS)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="f8", help="compression (see MODELS)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, few volumes, no install")
     parser.add_argument(
         "--install",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="copy the bundle into ctvl/bundles/tokenizer-phantom-cpu (default: unless --quick)",
+        help="copy the bundle into ctvl/bundles/tokenizer-phantom-cpu[-MODEL] (default: unless --quick or --model)",
     )
     parser.add_argument("--bench", type=Path, default=None, help="a `ctvl bench tokenizer` text output for the card")
     parser.add_argument("--note", type=Path, default=None, help="a text file appended to the model card (Notes)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.out is None:
+        args.out = REPO / "runs" / ("tokenizer-phantom-cpu" + ("" if args.model == "f8" else f"-{args.model}"))
     began = time.perf_counter()
     n_train, n_valid = (12, 4) if args.quick else (N_TRAIN, N_VALID)
     default_data = REPO / "runs" / "data" / ("phantom" if args.grid == "cpu" else f"phantom-{args.grid.split('-')[1]}")
     data_root = (args.data or default_data) if not args.quick else args.out / "data"
-    grid_over = GRIDS[args.grid]["overrides"]
+    grid_over = {
+        key: [*GRIDS[args.grid]["overrides"].get(key, []), *MODELS[args.model]]
+        for key in ("s1", "s2", "s3", "slicewise")
+    }
     facts: dict[str, Any] = {
         "threads": args.threads,
         "runs": {},
         "grid": args.grid,
+        "model": args.model,
         "hardware": f"{platform.processor() or platform.machine()}, {platform.system()}",
     }
     facts["data"] = {
@@ -349,12 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     export_bundle(args.out / "s3", bundle, card=card, training=training)
     shutil.copyfile(args.out / "eval" / "recon_montage_small.png", bundle / "recon_montage.png")
     (args.out / "pipeline.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-    install = (not args.quick) if args.install is None else args.install
+    install = (not args.quick and args.model == "f8") if args.install is None else args.install
     if install:
-        BUNDLE_DIR.mkdir(parents=True, exist_ok=True)
+        target = BUNDLE_DIR if args.model == "f8" else BUNDLE_DIR.with_name(f"{BUNDLE_DIR.name}-{args.model}")
+        target.mkdir(parents=True, exist_ok=True)
         for name in ("weights.safetensors", "config.json", "MODEL_CARD.md", "recon_montage.png"):
-            shutil.copyfile(bundle / name, BUNDLE_DIR / name)
-        print(f"installed the bundle in {BUNDLE_DIR}", flush=True)
+            shutil.copyfile(bundle / name, target / name)
+        print(f"installed the bundle in {target}", flush=True)
     print(table)
     print(f"pipeline finished in {facts['pipeline_seconds'] / 60:.1f} min", flush=True)
     return 0

@@ -86,9 +86,9 @@ def load_real(root: str | Path, split: str, spec, cache_dir: str | Path | None, 
     return RealSet(volumes=volumes, labels=labels.long(), source=f"{root}:{split}")
 
 
-def _reconstruct(gen, volumes: torch.Tensor, batch: int = 8) -> torch.Tensor:
-    """Tokenizer encode → decode of model-space volumes (N, 1, T, H, W)."""
-    tok = gen.tokenizer
+def reconstruct(tok, volumes: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """Tokenizer (a :class:`~ctvl.tokenizers.causal3d.bundle.LoadedTokenizer`) encode → decode of model-space
+    volumes (N, 1, T, H, W) → (N, 1, T, H, W) in [-1, 1]."""
     out = []
     with torch.no_grad():
         for i in range(0, len(volumes), batch):
@@ -247,7 +247,7 @@ def evaluate_synthesis(
                 progress=lambda k, job=job: bar.update(job, completed=k),
             )
     generated, uncond = made["prompts"], made["null text"]
-    recon = _reconstruct(gen, evalset.volumes)
+    recon = reconstruct(gen.tokenizer, evalset.volumes)
     real_pred = nets.predict(evalset.volumes.float()).numpy()
     gen_pred = nets.predict(generated).numpy()
     real_true = evalset.labels.numpy()
