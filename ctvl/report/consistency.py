@@ -119,6 +119,7 @@ class ConsistentReport:
     redecodes: int = 0  # decoding restarts
     dropped: list[str] = field(default_factory=list)  # impression sentences removed as a last resort
     unresolved: list[str] = field(default_factory=list)  # labels still contradicted (before dropping)
+    against_prompt: list[str] = field(default_factory=list)  # labels the prompt states present, the findings rule out
 
 
 def _offending(

@@ -5,7 +5,8 @@
 the report labeler (so the labels say what the report says, nothing else), and everything a reader
 should know: warnings from reading the file, a scan whose geometry lies outside the training data
 (the stored preprocessing then crops or pads much of it), a model without visual input, a report cut
-at the length limit. The preprocessing itself always comes from the bundle, never from a default.
+at the length limit, a finding the diagnosis reads in the scan that the findings still rule out after
+re-decoding. The preprocessing itself always comes from the bundle, never from a default.
 
 Scan reading and the token cache are imported inside the functions that use them: at the top they
 would pull the dataset and cache stack into every import of this module (about 1,450 modules loaded
@@ -281,6 +282,12 @@ class ReportGenerator:
                 )
             text = " ".join(p for p in (findings, impression) if p)
             labels = self.labeler.label(text)
+            against = [n for n in fixed.against_prompt if not labels.get(n)]
+            if against:
+                notes.append(
+                    f"the diagnosis reads {', '.join(against)} in the scan but the findings rule it out after "
+                    f"{fixed.redecodes} re-decodes: check the scan for it"
+                )
             p = {} if probs is None else {n: round(float(v), 4) for n, v in zip(labels, probs[b].tolist())}
             out.append(GeneratedReport(findings, impression, labels, notes, p, truncated, fixed.redecodes))
         return out
@@ -327,6 +334,7 @@ class ReportGenerator:
             redecode=redecode,
         )
         fixed.redecodes += followed.redecodes
+        fixed.against_prompt = list(followed.unresolved)
         return fixed
 
     def report(self, volume: Volume) -> GeneratedReport:

@@ -129,3 +129,32 @@ def test_a_model_without_a_diagnosis_prompt_refuses_one(tmp_path):
         load_report_model(bundle)
     with_diagnosis(bundle, None)  # removed again: loads as before
     assert load_report_model(bundle).diagnosis is None
+
+
+def test_a_finding_the_text_keeps_ruling_out_is_named_in_the_warnings(prompted, tmp_path, monkeypatch):
+    import ctvl.report.generate as generate_module
+
+    volume = load_record_volume(scan_ctrate(shared()["data"], split="valid").records[0])
+    bundle = export_report_bundle(prompted, tmp_path / "b")
+    with_diagnosis(bundle, _diagnosis(tmp_path / "d", 0.0, _spec()))  # every label stated present
+    gen = ReportGenerator(loaded=load_report_model(bundle), labeler=ReportLabeler())
+    first = gen.report(volume)  # greedy: the same text again below
+    missing = [n for n in CTRATE_LABELS if not first.labels[n]]
+    assert missing, "the tiny LM stated all 18 labels"
+    original = generate_module.follow_prompt
+
+    def stuck(report, **kwargs):
+        out = original(report, **kwargs)
+        out.unresolved = [missing[0], first_present] if first_present else [missing[0]]  # as if restarts ran out
+        return out
+
+    present = [n for n in CTRATE_LABELS if first.labels[n]]
+    first_present = present[0] if present else None
+    monkeypatch.setattr(generate_module, "follow_prompt", stuck)
+    report = gen.report(volume)
+    assert report.text == first.text
+    named = [w for w in report.warnings if w.startswith("the diagnosis reads")]
+    assert named == [
+        f"the diagnosis reads {missing[0]} in the scan but the findings rule it out after "
+        f"{report.redecodes} re-decodes: check the scan for it"
+    ]  # a label the final text states present is not named
