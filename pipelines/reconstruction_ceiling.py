@@ -36,15 +36,9 @@ from ctvl.data.labels import CTRATE_LABELS  # noqa: E402
 from ctvl.errors import InputError  # noqa: E402
 from ctvl.eval.clinical import clinical_metrics  # noqa: E402
 from ctvl.eval.features.bundle import load_feature_nets  # noqa: E402
+from ctvl.eval.recon import recon_metrics  # noqa: E402
 from ctvl.eval.synthesis import load_real, reconstruct, reconstruction_consistency  # noqa: E402
-from ctvl.psnr import psnr_from_mse  # noqa: E402
 from ctvl.tokenizers.causal3d.bundle import load_tokenizer  # noqa: E402
-
-
-def _psnr(recon: torch.Tensor, real: torch.Tensor) -> float:
-    """Mean per-scan PSNR of (N, 1, T, H, W) volumes in [-1, 1] (data range 2)."""
-    mse = ((recon.float() - real.float()) ** 2).flatten(1).mean(1)
-    return float(np.mean([psnr_from_mse(float(m), data_range=2.0) for m in mse]))
 
 
 def measure(tokenizers: list[str], sets: dict[str, Path], features: str | None, cache: Path, n: int) -> dict[str, Any]:
@@ -76,7 +70,7 @@ def measure(tokenizers: list[str], sets: dict[str, Path], features: str | None, 
             row["tokenizers"][name] = {
                 "latent_shape": list(shape),
                 "latent_values": int(np.prod(shape)),
-                "psnr_db": round(_psnr(recon, real.volumes), 2),
+                "psnr_db": round(recon_metrics(real.volumes.float(), recon)["psnr"], 2),
                 "macro_f1_vs_truth": round(m["macro_f1"], 4),
                 "per_label_f1_vs_truth": {k: round(v["f1"], 4) for k, v in m["per_label"].items()},
                 "label_consistency": round(consistency["label_consistency"]["macro"], 4),

@@ -145,8 +145,6 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
     tok = load_tokenizer(results["models"]["3D after stage 3"]["source"])
     spec = tok.spec
     arch = tok.model.config
-    factor = 2 ** len(arch.channel_mult)
-    factor_t = 2 ** (1 + sum(arch.temporal_downsample))
     d3, t3, h3, w3 = tok.model.latent_shape(spec.depth or 33, *spec.size)
     rows = results["models"]
     s3, s1, base = rows["3D after stage 3"], rows["3D after stage 1"], rows["2D slice-wise baseline"]
@@ -157,7 +155,7 @@ def model_card(facts: dict[str, Any], results: dict[str, Any], table: str) -> st
         "",
         "The default tokenizer of ctvl (`ctvl encode`, `ctvl reconstruct`). A causal 3D convolutional tokenizer",
         "after BTB3D: one 3D Haar level (first slice repeated), causal Conv3d encoder with "
-        f"{factor} x {factor} x {factor_t} compression,",
+        f"{arch.space_factor} x {arch.space_factor} x {arch.time_factor} compression,",
         f"{arch.token_channels}-bit LFQ tokens ({2**arch.token_channels:,} codes), causal decoder with adaptive "
         f"GroupNorm. {arch.filters} filters, channel multipliers",
         f"{'-'.join(str(m) for m in arch.channel_mult)}, {arch.num_res_blocks} ResBlock(s) per level; weights "
@@ -261,7 +259,7 @@ def budget_note(results: dict[str, Any]) -> str:
         fine = adjacent_slice_psnr(1.5)
         coarse = adjacent_slice_psnr(11.25, slices=33)
         dz = spec.spacing[2]
-        f_t = 2 ** (1 + sum(m3.config.temporal_downsample))
+        f_t = m3.config.time_factor
         text += (
             f" On this {dz:g} mm grid neighbouring slices agree to {adjacent:.1f} dB PSNR (11.25 mm grid: "
             f"{coarse:.1f} dB; the paper's 1.5 mm: {fine:.1f} dB); one 3D latent frame spans {f_t} slices = "
