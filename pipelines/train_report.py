@@ -1,6 +1,6 @@
 """Train and compare the report models on phantoms, and ship the default report bundle.
 
-    python pipelines/train_report.py                      # the real run (2 threads, ~25 min of training)
+    python pipelines/train_report.py                      # the real run (2 threads, one variant at a time)
     python pipelines/train_report.py --quick --out runs/report-smoke   # a minutes-long smoke run
 
 Steps (each skipped when already done, so re-running continues where it stopped):
@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "pipelines"))
+
+from report_card import comparison_rows, markdown_table, model_card, targets  # noqa: E402
+
 CONFIGS = REPO / "configs"
 VARIANTS = {  # name -> (config, what the LM sees)
     "3d": (CONFIGS / "phantom-cpu-report.yaml", "3D causal tokenizer"),
@@ -192,190 +196,6 @@ def evaluate_all(names: list[str], facts: dict[str, Any], data: Path, out: Path,
     return results
 
 
-def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per variant with the headline numbers."""
-    rows = []
-    for name, res in results.items():
-        m = res["metrics"]
-        c, n, d = m["clinical"], m["nlg"], m["degenerate"]
-        rows.append(
-            {
-                "variant": name,
-                "visual_input": VARIANTS[name][1],
-                "macro_f1": c["macro_f1"],
-                "micro_f1": c["micro_f1"],
-                "weighted_f1": c["weighted_f1"],
-                "bleu_4": n["bleu_4"],
-                "rouge_l": n["rouge_l"],
-                "meteor": n["meteor"],
-                "cider": n["cider"],
-                "duplicate_fraction": d["duplicate_fraction"],
-                "mean_length": d["mean_length"],
-                "ref_mean_length": d["ref_mean_length"],
-                "reports": m["n_reports"],
-                "errors": res["errors"],
-            }
-        )
-    return rows
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    meteor = "| METEOR " if any(r["meteor"] is not None for r in rows) else ""
-    lines = [
-        "| visual input | clinical macro-F1 | micro-F1 | BLEU-4 | ROUGE-L "
-        + meteor
-        + "| duplicate fraction | mean length (ref) |",
-        "|---|---|---|---|---" + ("|---" if meteor else "") + "|---|---|",
-    ]
-    for r in rows:
-        met = f"| {r['meteor']:.3f} " if meteor and r["meteor"] is not None else ("| - " if meteor else "")
-        lines.append(
-            f"| {r['visual_input']} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | {r['bleu_4']:.3f} | "
-            f"{r['rouge_l']:.3f} {met}| {r['duplicate_fraction']:.3f} | {r['mean_length']:.0f} "
-            f"({r['ref_mean_length']:.0f}) |"
-        )
-    return "\n".join(lines)
-
-
-def targets(rows: list[dict[str, Any]]) -> list[str]:
-    by = {r["variant"]: r for r in rows}
-    out = []
-    if "3d" in by:
-        out.append(
-            f"- clinical macro-F1 with the 3D tokenizer >= 0.80: {by['3d']['macro_f1']:.3f} "
-            f"({'met' if by['3d']['macro_f1'] >= 0.80 else 'NOT met'})"
-        )
-        out.append(
-            f"- duplicate fraction < 0.2: {by['3d']['duplicate_fraction']:.3f} "
-            f"({'met' if by['3d']['duplicate_fraction'] < 0.2 else 'NOT met'})"
-        )
-    if "3d" in by and "slicewise" in by and by["slicewise"]["macro_f1"] > 0:
-        ratio = by["3d"]["macro_f1"] / by["slicewise"]["macro_f1"]
-        out.append(f"- 3D / slice-wise macro-F1 >= 1.4: {ratio:.2f} ({'met' if ratio >= 1.4 else 'NOT met'})")
-    return out
-
-
-def model_card(facts: dict[str, Any], rows: list[dict[str, Any]], table: str) -> str:
-    from ctvl.report.bundle import load_report_model
-
-    run = facts["train"]["3d"]
-    loaded = load_report_model(run.get("bundle") or run["run_dir"])  # the exported model: calibrated threshold
-    export = loaded.export
-    mc = export["model"]
-    lm = mc["lm"]
-    params = sum(p.numel() for p in loaded.model.parameters())
-    spec = export["preprocessing"]
-    per_label = json.loads((Path(facts["out"]) / "eval" / "3d" / "metrics.json").read_text())["clinical"]["per_label"]
-    worst = sorted(per_label.items(), key=lambda kv: kv[1]["f1"])[:4]
-    lines = [
-        "# report-phantom-cpu: radiology reports from the causal 3D tokenizer (CPU-sized)",
-        "",
-        "Writes a chest CT report (findings + impression) from a scan: the bundle's preprocessing → the causal",
-        f"3D tokenizer ({export['tokenizer']['compression']}, {export['tokenizer']['token_channels']}-bit LFQ, id "
-        f"`{export['tokenizer']['id']}`, copied in `tokenizer/`) → "
-        + (
-            f"{mc['conv_layers']} 3x3x3 conv layers ({mc['conv_width']} channels) on the latent grid → "
-            if mc.get("conv_layers")
-            else ""
-        )
-        + f"{mc['reduction']['kind']} token reduction (keep {mc['reduction'].get('keep')}) with 3D position codes"
-        + (
-            " + one summary token (mean/max-pooled features, with its own 18-label loss)"
-            if mc.get("summary_token")
-            else ""
-        )
-        + f" → MLP projector ({mc['conv_width'] if mc.get('conv_layers') else mc['visual_dim']} → "
-        f"{lm['hidden_size']} → {lm['hidden_size']}) → a {lm['arch'].title()}-style causal LM built from a config "
-        f"({lm['num_hidden_layers']} layers, width {lm['hidden_size']}, {params / 1e6:.1f} M parameters in all), "
-        f"greedy decoding up to {mc['max_new_tokens']} tokens. Text: byte-level BPE ({loaded.text.vocab_size} ids) "
-        "trained on the training reports. An auxiliary 18-label loss is read at `</image>` "
-        f"(weight {mc['aux_label_weight']}); the labels returned by `ctvl report --json` are the report labeler's "
-        "reading of the generated text.",
-        *(
-            [
-                "",
-                "**Diagnosis prompt** (after PromptMRG, Jin et al., AAAI 2024): 18 learned tokens between `</image>` "
-                "and `<findings>`, one per CT-RATE label, each saying present or absent. In training they carry the "
-                "ground-truth labels, so the LM learns to write what they say; at inference they carry the visual label "
-                f"head (pooled conv features) thresholded at {mc['label_threshold']}, the threshold with the best macro-F1 "
-                "on the *training* scans (`ctvl.eval.calibrate`; held-out scans never used). The visual tokens stay "
-                "in the prompt for what the labels do not say (sides, sizes, severity). When the bundle has a "
-                "`diagnosis/` folder (`pipelines/train_report_diagnosis.py`, as shipped) a 3D classifier of the voxels "
-                "sets them instead: see *Diagnosis from the voxels* below; the tables above it were measured with the "
-                "label head.",
-            ]
-            if mc.get("label_prompt")
-            else []
-        ),
-        "",
-        "**Use:** `ctvl report SCAN [--json]` (NIfTI, NRRD, MetaImage or DICOM). Trained on procedural phantoms only: it is a",
-        "working demonstration of the pipeline, not a clinical model; on real CT it will write phantom-style reports.",
-        "",
-        "## Preprocessing (stored in the bundle, enforced at inference)",
-        "",
-        f"orientation {spec['orientation']}, spacing {spec['spacing']} mm, window {spec['window']} HU → "
-        f"{spec['out_range']}, size {spec['size']} × depth {spec['depth']}, anti-aliasing {spec['antialias']}. "
-        "Loading refuses a tokenizer or spec that differs from the training one; scans outside the training "
-        "geometry or field of view are reported in `warnings`.",
-        "",
-        "## The paper's comparison on held-out phantoms",
-        "",
-        f"Same LM, steps ({run['steps']}) and batch ({run['batch_size']}) for the three visual inputs; "
-        f"{facts['data']['n_train']} training and {facts['data']['n_valid']} held-out phantom scans (seed "
-        f"{DATA_SEED}). Clinical F1 against the phantom ground-truth labels (labels of the generated reports by "
-        "the ctvl report labeler, CT-RATE's 18 labels, unweighted macro average); NLG reference: findings + "
-        "impression; mean length in words.",
-        "",
-        table,
-        "",
-        *targets(rows),
-        "",
-        "Weakest labels of the 3D model: "
-        + ", ".join(f"{k} (F1 {v['f1']:.2f}, n={v['support']})" for k, v in worst)
-        + ".",
-        "",
-        "**Why the numbers are low.** The CPU tokenizer keeps 12 bits per 8 x 8 x 8 block of a 64 x 64 x 33 volume "
-        "(6 mm voxels), and many findings (calcifications, small nodules, devices, septal lines) occupy a voxel or "
-        "two: little of them survives in the tokens. " + probe_sentence(facts.get("probe")) + "The comparison is "
-        "still informative: without visual input every report is the same (duplicate fraction ~1, macro-F1 ~0.03).",
-        "",
-        "## Training",
-        "",
-    ]
-    for name, t in facts["train"].items():
-        lines.append(
-            f"- {name}: `ctvl train report --config {t['config']}` — {t['steps']} steps, "
-            f"{t['seconds'] / 60:.1f} min on {t['threads']} thread(s); final loss {t['final_loss']:.3f}"
-        )
-    lines += [
-        f"- hardware: {facts['hardware']}; whole pipeline {facts['pipeline_seconds'] / 60:.1f} min "
-        "(data, token caches, trainings, calibration, evaluations, export)",
-        "",
-        "## Data and licence",
-        "",
-        "Procedural phantoms from `ctvl.data.phantom` (no patient data; generated reports and labels, see",
-        "`data_cards/phantom.md`). Weights: same licence as ctvl.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def probe_sentence(probe: dict[str, Any] | None) -> str:
-    """The card's sentence on ``pipelines/probe_tokens.py`` (empty when it has not been run)."""
-    if not probe or "voxels" not in probe or "codes" not in probe:
-        return ""
-    v, c = probe["voxels"], probe["codes"]
-    return (
-        f"`pipelines/probe_tokens.py` trains the same small 3D CNN ({v['epochs']} epochs, {probe['n_train']} "
-        f"training / {probe['n_valid']} held-out scans, no LM) on the preprocessed voxels and on the tokenizer's "
-        f"codes: macro-F1 {v['macro_f1']:.3f} from the voxels, {c['macro_f1']:.3f} from the codes (threshold 0.5 with "
-        "positive-class weights; the report model's lower, calibrated threshold gains on the rare labels). The tokens keep "
-        "about half of what a classifier can read from the 64 x 64 x 33 grid, and that grid itself does not "
-        "show the smallest findings; 0.80 needs a finer tokenizer (more bits or less compression) on a finer "
-        "grid, i.e. the paper-sized configuration on a GPU. "
-    )
-
-
 def installed_tokenizer(run_dir: str) -> Path | None:
     """The tokenizer bundle shipped in ctvl/bundles when it is the one the run used (copied from there)."""
     from ctvl.report.bundle import load_report_model
@@ -390,10 +210,12 @@ def installed_tokenizer(run_dir: str) -> Path | None:
 
 
 def install(bundle: Path) -> None:
-    """Copy the bundle (weights, config, tokenizer, card) into the package."""
-    if BUNDLE_DIR.exists():
-        shutil.rmtree(BUNDLE_DIR)
-    shutil.copytree(bundle, BUNDLE_DIR)
+    """Copy the bundle (weights, config, tokenizer, card) into the package, atomically (whole or not at all)."""
+    from ctvl.atomic import publish_dir
+
+    with publish_dir(BUNDLE_DIR) as tmp:
+        for item in bundle.iterdir():
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
     print(f"installed the report bundle in {BUNDLE_DIR}", flush=True)
 
 
@@ -404,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-valid", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--jobs", type=int, default=2, help="variants trained at once (threads are split)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="variants trained at once (threads are split; 1 on a 2-core machine)"
+    )
     parser.add_argument("--variants", default="3d,slicewise,textonly")
     parser.add_argument("--tokenizer", default=str(REPO / "ctvl" / "bundles" / "tokenizer-phantom-cpu"))
     parser.add_argument("--slicewise-tokenizer", default=str(REPO / "runs" / "tokenizer-phantom-cpu" / "slicewise"))
@@ -455,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     facts["train"] = train_all(names, overrides, out, args.threads, args.jobs)
     calibrate_and_export(names, facts["train"], data, out, cache)
     results = evaluate_all(names, facts["train"], data, out, None)
-    rows = comparison_rows(results)
+    rows = comparison_rows(results, {n: v[1] for n, v in VARIANTS.items()})
     table = markdown_table(rows)
     facts["eval"] = {n: {k: v for k, v in r.items() if k != "metrics"} for n, r in results.items()}
     facts["comparison"] = rows
@@ -470,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if "3d" in names:
         from ctvl.report.bundle import export_report_bundle
 
-        card = model_card(facts, rows, table)
+        card = model_card(facts, rows, table, DATA_SEED)
         training = {
             "pipeline": "pipelines/train_report.py",
             "train": facts["train"]["3d"],
