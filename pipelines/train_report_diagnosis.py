@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny data and one epoch; never installs")
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="evaluate the diagnosis already trained in --out")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -192,24 +193,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_extra > 0:
         train_records += ensure(args.extra_data, args.extra_seed, "train", args.n_extra)
         train_sets += f"; seed {args.extra_seed}: {args.n_extra:,}"
-    x, y = model_space_volumes(train_records, spec, cache_dir=out / "cache", progress=True)
-    trained = train_classifier(
-        x, y, config=NET, epochs=args.epochs, batch_size=16, lr=2e-3, thresholds="train", seed=1, progress=True
-    )
-    del x
-    training = {
-        **trained.facts,
-        "seconds": round(trained.seconds, 1),
-        "parameters": sum(p.numel() for p in trained.net.parameters()),
-        "n_train": len(train_records),
-        "train_sets": train_sets,
-        "data": str(args.data.relative_to(REPO)) if args.data.is_relative_to(REPO) else str(args.data),
-        "machine": f"{platform.machine()}, {args.threads} torch threads",
-        "pipeline": "pipelines/train_report_diagnosis.py",
-    }
-    diagnosis = write_diagnosis(
-        out / "diagnosis", net=trained.net, thresholds=trained.thresholds, spec=spec, training=training
-    )
+    trained_dir = out / "diagnosis"
+    if args.reuse and (trained_dir / "config.json").is_file():  # a finished training of this --out
+        diagnosis = trained_dir
+        training = json.loads((trained_dir / "config.json").read_text(encoding="utf-8"))["training"]
+        print(f"reusing the diagnosis trained in {trained_dir}", flush=True)
+    else:
+        x, y = model_space_volumes(train_records, spec, cache_dir=out / "cache", progress=True)
+        trained = train_classifier(
+            x, y, config=NET, epochs=args.epochs, batch_size=16, lr=2e-3, thresholds="train", seed=1, progress=True
+        )
+        del x
+        training = {
+            **trained.facts,
+            "seconds": round(trained.seconds, 1),
+            "parameters": sum(p.numel() for p in trained.net.parameters()),
+            "n_train": len(train_records),
+            "train_sets": train_sets,
+            "data": str(args.data.relative_to(REPO)) if args.data.is_relative_to(REPO) else str(args.data),
+            "machine": f"{platform.machine()}, {args.threads} torch threads",
+            "pipeline": "pipelines/train_report_diagnosis.py",
+        }
+        diagnosis = write_diagnosis(
+            trained_dir, net=trained.net, thresholds=trained.thresholds, spec=spec, training=training
+        )
     candidate = out / "bundle"
     if candidate.exists():
         shutil.rmtree(candidate)
@@ -229,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         diagnoses = [voxel_gen.diagnose(v) for v in volumes]  # once per scan: the prompts and the classifier row
         diagnose_s = (time.perf_counter() - began) / max(1, len(volumes))
         for mode, gen, given in (
-            ("token_head", ReportGenerator(loaded=loaded, labeler=labeler), [None] * len(volumes)),
+            (
+                "token_head",
+                ReportGenerator(loaded=loaded, labeler=labeler, voxel_diagnosis=False),
+                [None] * len(volumes),
+            ),
             ("voxel", voxel_gen, diagnoses),
         ):
             reports, seconds = write_reports(gen, volumes, given, args.batch)
