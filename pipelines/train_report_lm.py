@@ -233,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         run_dir,
         out / "bundle",
         card=(shipped.source / "MODEL_CARD.md").read_text(encoding="utf-8"),
-        training={"pipeline": facts["pipeline"], "train": facts["train"], "data": {"n_train": len(records)}},
+        training={
+            "pipeline": facts["pipeline"],
+            "train": facts["train"],
+            "data": {"n_train": len(records)},
+            "comparison": json.loads((shipped.source / "config.json").read_text())["training"].get("comparison", []),
+        },
         tokenizer_source=tokenizer,
         model_overrides={"label_threshold": found["threshold"]},
         diagnosis_source=shipped.source / "diagnosis",
