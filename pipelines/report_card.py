@@ -194,3 +194,11 @@ def probe_sentence(probe: dict[str, Any] | None) -> str:
         "show the smallest findings; 0.80 needs a finer tokenizer (more bits or less compression) on a finer "
         "grid, i.e. the paper-sized configuration on a GPU. "
     )
+
+
+def splice_section(card: str, section: str, begin: str, end: str) -> str:
+    """``card`` with the text between the ``begin`` / ``end`` markers replaced by ``section`` (appended when absent)."""
+    if begin in card:
+        head, rest = card.split(begin, 1)
+        return head + section + rest.split(end, 1)[1].lstrip("\n")
+    return card.rstrip("\n") + "\n\n" + section

@@ -34,6 +34,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "pipelines"))
+
+from report_card import splice_section  # noqa: E402
 
 from ctvl.atomic import write_text  # noqa: E402
 from ctvl.classify import FeatureNetConfig, train_classifier  # noqa: E402
@@ -150,11 +153,7 @@ def card_section(result: dict) -> str:
 
 def install(card: str, section: str, diagnosis: Path, png: Path, bundle: Path = DEFAULT_BUNDLE) -> None:
     """Put the diagnosis and its card section into the shipped report bundle (republished whole)."""
-    if MARK_BEGIN in card:
-        head, rest = card.split(MARK_BEGIN, 1)
-        card = head + section + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        card = card.rstrip("\n") + "\n\n" + section
+    card = splice_section(card, section, MARK_BEGIN, MARK_END)
     shutil.copy2(png, diagnosis / "diagnosis.png")  # travels inside diagnosis/, published with it
     with_diagnosis(bundle, diagnosis, card=card)
     print(f"installed the voxel diagnosis in {bundle}", flush=True)

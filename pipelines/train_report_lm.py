@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "pipelines"))
 
+from report_card import splice_section  # noqa: E402
 from train_report import fill_cache  # noqa: E402
 from train_report_diagnosis import ensure, score, write_reports  # noqa: E402
 
@@ -169,11 +170,7 @@ def card_section(facts: dict, result: dict) -> str:
 def install(candidate: Path, section: str, png: Path) -> None:
     """Replace the shipped report bundle with ``candidate`` (its card: the shipped one with ``section``)."""
     card = (DEFAULT_BUNDLE / "MODEL_CARD.md").read_text(encoding="utf-8")
-    if MARK_BEGIN in card:
-        head, rest = card.split(MARK_BEGIN, 1)
-        card = head + section + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        card = card.rstrip("\n") + "\n\n" + section
+    card = splice_section(card, section, MARK_BEGIN, MARK_END)
     with publish_dir(DEFAULT_BUNDLE) as tmp:
         for item in candidate.iterdir():
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
