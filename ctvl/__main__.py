@@ -1,5 +1,3 @@
-import sys
+from ctvl.cli import run
 
-from ctvl.cli import main
-
-sys.exit(main())
+run()

@@ -4,12 +4,20 @@ Each command group lives in ``ctvl/commands/<group>.py`` and registers itself on
 ``register(app)``. Library imports happen inside the command functions so ``ctvl --help`` stays fast.
 Any :class:`ctvl.errors.CtvlError` becomes one line on stderr (``error: ...``) and exit code 2;
 ``--debug`` shows the traceback instead.
+
+The console script and ``python -m ctvl`` enter through :func:`run`, which leaves the process as soon as the
+command is done (:func:`exit_now`): with torch and transformers loaded, the interpreter's own teardown
+takes about 1 s on the 2-core CPU machine, a fifth of a cold ``ctvl report``.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
 import sys
+import threading
+from typing import NoReturn
 
 import typer
 
@@ -103,5 +111,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` without the interpreter's module teardown.
+
+    Measured on the 2-core machine: a process that imported torch and transformers' Llama needs 4.0 s to
+    exit normally and 3.2 s with this (``import torch`` alone: 1.28 vs 0.88 s); the difference is finalising
+    modules (freeing every object, torch's C++ destructors), which nothing needs once the command is done.
+    The ``atexit`` handlers still run (temporary folders, loggers, multiprocessing), and the standard streams
+    are flushed. When a thread other than the main one is still alive (a server, a writer), the process
+    exits the normal way instead, so that Python joins it.
+    """
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    try:
+        atexit._run_exitfuncs()  # what interpreter shutdown would run first; public in effect, private by name
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing more to deliver
+                pass
+        os._exit(code)
+
+
+def run() -> NoReturn:
+    """The console script ``ctvl`` and ``python -m ctvl``: :func:`main`, then :func:`exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -11,8 +11,9 @@ Every measurement runs in a fresh Python process with ``OMP_NUM_THREADS`` = ``MK
                        preprocessing, tokens, generation, labeler;
 * ``baseline_read_s``  a bare read of the same file with nibabel (``get_fdata``) in a fresh process: the floor
                        any tool that opens the file pays (the comparison the issue names);
-* ``import_floor_s``   ``import torch`` + ``from transformers import LlamaForCausalLM`` in a fresh process: start-up
-                       that ctvl cannot shorten, since the report LM is a transformers model;
+* ``import_floor_s``   ``import torch`` + ``from transformers import LlamaForCausalLM`` in a fresh process that
+                       then leaves as ``ctvl`` does (``os._exit``, no module teardown): start-up that ctvl
+                       cannot shorten, since the report LM is a transformers model;
 * ``warm_report_s``    :func:`ctvl.report.generate.generate_report` on the scan with the model already loaded
                        (read, preprocessing, tokens, generation, labeler), with its stages timed once.
 
@@ -40,7 +41,7 @@ WARM_TARGET_S = 1.5
 SHAPE = (512, 512, 241)
 DEFAULT_SCAN = Path("runs/bench/phantom-512x512x241.nii.gz")
 _READ = "import sys, nibabel; nibabel.load(sys.argv[1]).get_fdata()"
-_IMPORTS = "import torch; from transformers import LlamaForCausalLM"
+_IMPORTS = "import os, torch; from transformers import LlamaForCausalLM; os._exit(0)"
 
 
 def ensure_scan(path: Path) -> float:
