@@ -9,8 +9,9 @@ the visual tokens, which keep about half of what the 64 x 64 x 33 grid shows. Th
 (seed 0, the same 2000 scans) and of ``--n-extra`` more training phantoms of seed 3 (phantoms render in
 milliseconds, and the voxel probe is limited by its training scans, not the grid: docs/report_grid.md; the recipe of the feature networks: 6 epochs, one-cycle AdamW, BCE with
 sqrt inverse-prevalence weights, flips and shifts; per-label thresholds chosen on the training scans only),
-puts it in a copy of the shipped report bundle (``diagnosis/``) and writes every held-out report twice with
-the same LM and tokens: prompt set by the token head (before) and by the voxel classifier (after). Held-out
+puts it in a copy of the shipped report bundle (``diagnosis/``) and writes every held-out report with
+the same LM and tokens: prompt set by the token head, by the diagnosis installed now (when there is one) and by
+the new voxel classifier; it installs only when the new one beats the installed one on both sets. Held-out
 sets: seed 0's 250 valid scans and 250 scans of seed 7, which nothing was tuned on. Per set and mode:
 clinical macro/micro-F1 of the generated text (report labeler vs phantom labels), per-label F1, the
 duplicate fraction, reports whose impression contradicts the findings, seconds per report; beside them
@@ -137,7 +138,13 @@ def card_section(result: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, row in result["sets"].items():
-        for mode, what in (("token_head", "token label head"), ("voxel", "voxel classifier")):
+        for mode, what in (
+            ("token_head", "token label head"),
+            ("shipped", "previous voxel classifier"),
+            ("voxel", "voxel classifier"),
+        ):
+            if mode not in row:
+                continue
             r = row[mode]
             lines.append(
                 f"| {name} ({row['n']}) | {what} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | "
@@ -147,6 +154,11 @@ def card_section(result: dict) -> str:
             f"| {name} | (the classifier's own labels, no LM) | {row['classifier']['macro_f1']:.3f} | "
             f"{row['classifier']['micro_f1']:.3f} | | | |"
         )
+        if "shipped_classifier" in row:
+            lines.append(
+                f"| {name} | (the previous classifier's own labels) | {row['shipped_classifier']['macro_f1']:.3f} "
+                "| | | | |"
+            )
     lines += ["", "![per-label F1 with either prompt](diagnosis/diagnosis.png)", MARK_END, ""]
     return "\n".join(lines)
 
@@ -234,14 +246,20 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         diagnoses = [voxel_gen.diagnose(v) for v in volumes]  # once per scan: the prompts and the classifier row
         diagnose_s = (time.perf_counter() - began) / max(1, len(volumes))
-        for mode, gen, given in (
+        modes = [
             (
                 "token_head",
                 ReportGenerator(loaded=loaded, labeler=labeler, voxel_diagnosis=False),
                 [None] * len(volumes),
             ),
             ("voxel", voxel_gen, diagnoses),
-        ):
+        ]
+        shipped_gen = None
+        if loaded.diagnosis is not None:  # the diagnosis installed now: the one this training must beat
+            shipped_gen = ReportGenerator(loaded=loaded, labeler=labeler)
+            shipped = [shipped_gen.diagnose(v) for v in volumes]
+            modes.insert(1, ("shipped", shipped_gen, shipped))
+        for mode, gen, given in modes:
             reports, seconds = write_reports(gen, volumes, given, args.batch)
             row[mode] = score(reports, truth, labeler, seconds + (diagnose_s if mode == "voxel" else 0.0))
             print(name, mode, row[mode]["macro_f1"], row[mode]["duplicate_fraction"], flush=True)
@@ -252,13 +270,19 @@ def main(argv: list[str] | None = None) -> int:
             "micro_f1": round(m["micro_f1"], 4),
             "per_label_f1": {k: round(v["f1"], 4) for k, v in m["per_label"].items()},
         }
+        if shipped_gen is not None:
+            was = loaded.diagnosis.states(torch.stack(shipped)).numpy()  # type: ignore[union-attr]
+            row["shipped_classifier"] = {"macro_f1": round(clinical_metrics(truth, was)["macro_f1"], 4)}
         result["sets"][name] = row
     write_text(out / "diagnosis.json", json.dumps(result, indent=2) + "\n")
     write_chart(result, out / "diagnosis.png")
     section = card_section(result)
     write_text(out / "card_section.md", section)
     print(section)
-    if not (args.quick or args.no_install):
+    beats = [r["voxel"]["macro_f1"] > r["shipped"]["macro_f1"] for r in result["sets"].values() if "shipped" in r]
+    if not all(beats):
+        print("not installed: the new diagnosis does not beat the shipped one on every held-out set", flush=True)
+    elif not (args.quick or args.no_install):
         install(
             (DEFAULT_BUNDLE / "MODEL_CARD.md").read_text(encoding="utf-8"), section, diagnosis, out / "diagnosis.png"
         )
