@@ -17,12 +17,12 @@ Public API endpoints (``gradio_client`` names):
 
 Every handler turns :class:`~ctvl.errors.CtvlError` into a message on the page (``gr.Error`` /
 ``gr.Warning``) and any other exception into a one-line "unexpected ..." message with the
-traceback in the server log, so bad input never takes the server down.
+traceback in the server log, so bad input never takes the server down (:func:`ctvl.viewer.widgets.guarded`;
+the three-plane view the tabs share is in :mod:`ctvl.viewer.widgets` too).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -38,14 +38,9 @@ from ctvl.data.labels import CTRATE_LABELS  # noqa: E402
 from ctvl.errors import CtvlError  # noqa: E402
 from ctvl.viewer.evaluate import PER_LABEL_HEADERS, SUMMARY_HEADERS, WorkDirs, run_evaluation  # noqa: E402
 from ctvl.viewer.planes import (  # noqa: E402
-    DEFAULT_PRESET,
     DISPLAY_SIZE,
     PLANES,
-    WINDOW_PRESETS,
-    ScanView,
     middle_slices,
-    preset_for,
-    render_plane,
 )
 from ctvl.viewer.report_hook import FINDINGS_HEADERS, ReportFn, run_report  # noqa: E402
 from ctvl.viewer.synthesize import LABEL_HEADERS, Synthesizer  # noqa: E402
@@ -57,137 +52,21 @@ from ctvl.viewer.upload import (  # noqa: E402
     read_upload,
     readable_errors,
 )
+from ctvl.viewer.widgets import (  # noqa: E402
+    guarded,
+    one_line,
+    plane_images,
+    render_all,
+    slice_slider,
+    window_controls,
+    wire_planes,
+)
 
 log = logging.getLogger("ctvl.viewer")
 
 TITLE = "ctvl — chest CT viewer"
-PRESET_CHOICES = [*WINDOW_PRESETS, "custom"]
 EMPTY_HEADER = "Upload a scan to see its header and warnings."
 ExtraTab = tuple[str, Callable[[], None]]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def guarded(fn: Callable) -> Callable:
-    """Run ``fn``; input errors become ``gr.Error`` with their message, anything else a one-line error."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except CtvlError as exc:
-            raise gr.Error(_one_line(exc), print_exception=False) from exc
-        except MemoryError as exc:
-            raise gr.Error(
-                "the server ran out of memory for this input; try a smaller scan", print_exception=False
-            ) from exc
-        except Exception as exc:  # never let a bad input take the server down
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"unexpected {type(exc).__name__}: {_one_line(exc)}", print_exception=False) from exc
-
-    return wrapper
-
-
-def render_all(view: ScanView | None, slices: Sequence[int], level: float, width: float, size: int) -> list:
-    """Three images (axial, coronal, sagittal) or three Nones without a scan."""
-    if view is None:
-        return [None, None, None]
-    return [render_plane(view, plane, int(k), float(level), float(width), size) for plane, k in zip(PLANES, slices)]
-
-
-def _slider(n: int | None, value: int = 0) -> gr.Slider:
-    if n is None:
-        return gr.Slider(minimum=0, maximum=1, value=0, interactive=False)
-    return gr.Slider(minimum=0, maximum=max(n - 1, 0), value=value, interactive=n > 1)
-
-
-def _slice_renderer(plane: str, size: int) -> Callable:
-    def on_slice(view: ScanView | None, index: float, level: float, width: float):
-        return None if view is None else render_plane(view, plane, int(index), float(level), float(width), size)
-
-    on_slice.__name__ = f"on_{plane}_slice"
-    return on_slice
-
-
-def _window_controls(prefix: str) -> tuple[gr.Radio, gr.Slider, gr.Slider]:
-    """Window preset, level and width (HU) controls."""
-    level0, width0 = WINDOW_PRESETS[DEFAULT_PRESET]
-    preset = gr.Radio(PRESET_CHOICES, value=DEFAULT_PRESET, label="Window", elem_id=f"{prefix}-preset")
-    level = gr.Slider(-1500, 3000, value=level0, step=10, label="Level (HU)", elem_id=f"{prefix}-level")
-    width = gr.Slider(1, 4000, value=width0, step=10, label="Width (HU)", elem_id=f"{prefix}-width")
-    return preset, level, width
-
-
-def _plane_images(prefix: str) -> tuple[list[gr.Image], list[gr.Slider]]:
-    """The axial, coronal and sagittal images, each with its slice slider."""
-    images, sliders = [], []
-    with gr.Row():
-        for plane, hint in zip(PLANES, ("inferior → superior", "posterior → anterior", "patient's left → right")):
-            with gr.Column(min_width=200):
-                images.append(
-                    gr.Image(
-                        label=plane.capitalize(),
-                        type="numpy",
-                        format="png",
-                        interactive=False,
-                        elem_id=f"{prefix}-{plane}",
-                    )
-                )
-                sliders.append(
-                    gr.Slider(
-                        0,
-                        1,
-                        value=0,
-                        step=1,
-                        label=f"{plane} slice ({hint})",
-                        interactive=False,
-                        elem_id=f"{prefix}-{plane}-slice",
-                    )
-                )
-    return images, sliders
-
-
-def _wire_planes(scan: gr.State, preset, level, width, images, sliders, display_size: int) -> None:
-    """Slice sliders, window presets and level/width re-render the planes of the ScanView in ``scan``."""
-
-    def on_preset(name, view, *slices):
-        if name not in WINDOW_PRESETS:
-            return [gr.update(), gr.update(), gr.update(), gr.update(), gr.update()]
-        lv, wd = WINDOW_PRESETS[name]
-        return [lv, wd, *render_all(view, slices, lv, wd, display_size)]
-
-    def on_window(view, lv, wd, *slices):
-        return [preset_for(lv, wd), *render_all(view, slices, lv, wd, display_size)]
-
-    for plane, slider, image in zip(PLANES, sliders, images):
-        slider.input(
-            guarded(_slice_renderer(plane, display_size)),
-            [scan, slider, level, width],
-            image,
-            trigger_mode="always_last",
-            show_progress="hidden",
-            api_visibility="private",
-        )
-    preset.input(
-        guarded(on_preset),
-        [preset, scan, *sliders],
-        [level, width, *images],
-        show_progress="hidden",
-        api_visibility="private",
-    )
-    for control in (level, width):
-        control.input(
-            guarded(on_window),
-            [scan, level, width, *sliders],
-            [preset, *images],
-            trigger_mode="always_last",
-            show_progress="hidden",
-            api_visibility="private",
-        )
 
 
 def _report_tab(
@@ -209,10 +88,10 @@ def _report_tab(
                 elem_id="ctvl-upload",
             )
             header = gr.Markdown(EMPTY_HEADER, elem_id="ctvl-header")
-            preset, level, width = _window_controls("ctvl")
+            preset, level, width = window_controls("ctvl")
             generate = gr.Button("Generate report", variant="primary", elem_id="ctvl-generate")
         with gr.Column(scale=3):
-            images, sliders = _plane_images("ctvl")
+            images, sliders = plane_images("ctvl")
             report = gr.Textbox(label="Report", lines=8, interactive=False, elem_id="ctvl-report")
             jump = gr.Dropdown(
                 [], label="Show the slice with the strongest evidence for", visible=False, elem_id="ctvl-evidence"
@@ -230,12 +109,12 @@ def _report_tab(
         try:
             loaded = load_scan(value, max_upload_bytes, max_voxels)
         except (CtvlError, MemoryError) as exc:
-            msg = "the server ran out of memory reading this scan" if isinstance(exc, MemoryError) else _one_line(exc)
+            msg = "the server ran out of memory reading this scan" if isinstance(exc, MemoryError) else one_line(exc)
             gr.Warning(msg, duration=None)
             return [
                 None,
                 f"**Could not read the upload:** {msg}",
-                *(_slider(None) for _ in PLANES),
+                *(slice_slider(None) for _ in PLANES),
                 None,
                 None,
                 None,
@@ -246,13 +125,13 @@ def _report_tab(
         return [
             loaded.view,
             header_markdown(loaded.info),
-            *(_slider(loaded.view.n_slices(p), mid[p]) for p in PLANES),
+            *(slice_slider(loaded.view.n_slices(p), mid[p]) for p in PLANES),
             *render_all(loaded.view, sl, lv, wd, display_size),
             *no_report,
         ]
 
     def on_clear():
-        return [None, EMPTY_HEADER, *(_slider(None) for _ in PLANES), None, None, None, *no_report]
+        return [None, EMPTY_HEADER, *(slice_slider(None) for _ in PLANES), None, None, None, *no_report]
 
     def on_report(value):
         output, rows = run_report(report_fn, lambda: read_upload(value, max_upload_bytes, max_voxels))
@@ -287,7 +166,7 @@ def _report_tab(
         api_visibility="private",
     )
     files.clear(on_clear, None, view_outputs, api_visibility="private")
-    _wire_planes(scan, preset, level, width, images, sliders, display_size)
+    wire_planes(scan, preset, level, width, images, sliders, display_size)
     generate.click(
         guarded(on_report),
         [files],
@@ -376,7 +255,7 @@ def _synthesize_tab(synthesizer: Synthesizer, work_dirs: WorkDirs, display_size:
                     label="Depth (slices, 1 + 8k)", placeholder="default", max_lines=1, elem_id="ctvl-synth-depth"
                 )
             run = gr.Button("Synthesize", variant="primary", elem_id="ctvl-synthesize")
-            preset, level, width = _window_controls("ctvl-synth")
+            preset, level, width = window_controls("ctvl-synth")
             summary = gr.Markdown("", elem_id="ctvl-synth-summary")
             download = gr.File(
                 label="NIfTI (int16 HU) and its recipe (.json)",
@@ -385,7 +264,7 @@ def _synthesize_tab(synthesizer: Synthesizer, work_dirs: WorkDirs, display_size:
                 elem_id="ctvl-synth-download",
             )
         with gr.Column(scale=3):
-            images, sliders = _plane_images("ctvl-synth")
+            images, sliders = plane_images("ctvl-synth")
             table = gr.Dataframe(
                 headers=LABEL_HEADERS,
                 label="Labels (18 CT-RATE findings): prompt vs classifier",
@@ -408,7 +287,10 @@ def _synthesize_tab(synthesizer: Synthesizer, work_dirs: WorkDirs, display_size:
     def on_show(view, lv, wd):
         mid = middle_slices(view)
         slices = [mid[p] for p in PLANES]
-        return [*(_slider(view.n_slices(p), mid[p]) for p in PLANES), *render_all(view, slices, lv, wd, display_size)]
+        return [
+            *(slice_slider(view.n_slices(p), mid[p]) for p in PLANES),
+            *render_all(view, slices, lv, wd, display_size),
+        ]
 
     run.click(
         guarded(on_synthesize),
@@ -418,7 +300,7 @@ def _synthesize_tab(synthesizer: Synthesizer, work_dirs: WorkDirs, display_size:
         concurrency_limit=1,
         concurrency_id="synthesize",
     ).success(guarded(on_show), [scan, level, width], [*sliders, *images], api_visibility="private")
-    _wire_planes(scan, preset, level, width, images, sliders, display_size)
+    wire_planes(scan, preset, level, width, images, sliders, display_size)
 
 
 def build_app(
