@@ -1,6 +1,6 @@
 """Train the report bundle's voxel diagnosis and measure what it changes (issue 13), then ship it.
 
-    python pipelines/train_report_diagnosis.py                 # 2000 + 6000 phantoms, ~35 min on 2 cores
+    python pipelines/train_report_diagnosis.py                 # 2000 + 14000 phantoms, ~50 min on 2 cores
     python pipelines/train_report_diagnosis.py --quick --out /tmp/d   # smoke run, never installs
 
 The report LM writes what its 18 diagnosis tokens say. Out of the box its token label head sets them from
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--extra-data", type=Path, default=REPO / "runs" / "data" / "phantom-report-seed3")
     parser.add_argument("--extra-seed", type=int, default=3)
-    parser.add_argument("--n-extra", type=int, default=6000, help="extra training phantoms (0 = none)")
+    parser.add_argument("--n-extra", type=int, default=14000, help="extra training phantoms (0 = none)")
     parser.add_argument("--n-valid", type=int, default=250)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8, help="reports generated together")
