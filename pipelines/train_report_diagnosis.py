@@ -63,14 +63,28 @@ def ensure(root: Path, seed: int, split: str, n: int) -> list:
     return scan_ctrate(root, split=split, require=("labels",)).records[:n]
 
 
-def write_reports(gen: ReportGenerator, volumes: list, diagnoses: list, batch: int) -> tuple[list, float]:
-    """Every report of one mode, and seconds per report (encode + generation + labels; ``diagnoses`` per volume
-    from :meth:`ReportGenerator.diagnose`, None for the token head)."""
+def read_volumes(gens: list[ReportGenerator], volumes: list) -> tuple[list, list[list], float]:
+    """Each volume preprocessed once: its latents and, per generator, its voxel-diagnosis probabilities (None
+    without one); and the seconds per volume. The generators must share one tokenizer (same latents)."""
+    began = time.perf_counter()
+    codes: list = []
+    probs: list[list] = [[] for _ in gens]
+    for v in volumes:
+        prepared = gens[0].loaded.tokenizer.spec.apply(v) if gens[0].loaded.visual else None
+        codes.append(gens[0].encode(v, prepared))
+        for out, gen in zip(probs, gens, strict=True):
+            same = gen.diagnosis is not None and gen.diagnosis.spec == gens[0].loaded.tokenizer.spec
+            out.append(gen.diagnose(v, prepared if same else None))
+    return codes, probs, (time.perf_counter() - began) / max(1, len(volumes))
+
+
+def write_reports(gen: ReportGenerator, codes: list, diagnoses: list, batch: int) -> tuple[list, float]:
+    """Every report of one mode from the latents of :func:`read_volumes`, and seconds per report (generation +
+    labels; ``diagnoses`` per volume, None for the token head)."""
     reports, began = [], time.perf_counter()
-    for i in range(0, len(volumes), batch):
-        chunk = volumes[i : i + batch]
-        reports += gen.from_codes([gen.encode(v) for v in chunk], None, diagnoses[i : i + batch])
-    return reports, (time.perf_counter() - began) / max(1, len(volumes))
+    for i in range(0, len(codes), batch):
+        reports += gen.from_codes(codes[i : i + batch], None, diagnoses[i : i + batch])
+    return reports, (time.perf_counter() - began) / max(1, len(codes))
 
 
 def score(reports: list, truth: np.ndarray, labeler: ReportLabeler, seconds: float) -> dict:
@@ -243,25 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         truth = np.stack([r.labels for r in records]).astype(np.int64)
         row: dict = {"n": len(records)}
         voxel_gen = ReportGenerator(loaded=with_voxels, labeler=labeler)
-        began = time.perf_counter()
-        diagnoses = [voxel_gen.diagnose(v) for v in volumes]  # once per scan: the prompts and the classifier row
-        diagnose_s = (time.perf_counter() - began) / max(1, len(volumes))
-        modes = [
-            (
-                "token_head",
-                ReportGenerator(loaded=loaded, labeler=labeler, voxel_diagnosis=False),
-                [None] * len(volumes),
-            ),
-            ("voxel", voxel_gen, diagnoses),
-        ]
-        shipped_gen = None
+        modes = [("token_head", ReportGenerator(loaded=loaded, labeler=labeler, voxel_diagnosis=False))]
         if loaded.diagnosis is not None:  # the diagnosis installed now: the one this training must beat
-            shipped_gen = ReportGenerator(loaded=loaded, labeler=labeler)
-            shipped = [shipped_gen.diagnose(v) for v in volumes]
-            modes.insert(1, ("shipped", shipped_gen, shipped))
-        for mode, gen, given in modes:
-            reports, seconds = write_reports(gen, volumes, given, args.batch)
-            row[mode] = score(reports, truth, labeler, seconds + (diagnose_s if mode == "voxel" else 0.0))
+            modes.append(("shipped", ReportGenerator(loaded=loaded, labeler=labeler)))
+        modes.append(("voxel", voxel_gen))
+        # once per scan: preprocessing, latents (the same tokenizer in every mode) and each mode's diagnosis
+        codes, given, read_s = read_volumes([gen for _, gen in modes], volumes)
+        diagnoses = given[-1]
+        shipped = given[1] if len(modes) == 3 else None
+        for (mode, gen), prompts in zip(modes, given, strict=True):
+            reports, seconds = write_reports(gen, codes, prompts, args.batch)
+            row[mode] = score(reports, truth, labeler, seconds + read_s)
             print(name, mode, row[mode]["macro_f1"], row[mode]["duplicate_fraction"], flush=True)
         own = with_voxels.diagnosis.states(torch.stack(diagnoses)).numpy()  # type: ignore[union-attr]
         m = clinical_metrics(truth, own)
@@ -270,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             "micro_f1": round(m["micro_f1"], 4),
             "per_label_f1": {k: round(v["f1"], 4) for k, v in m["per_label"].items()},
         }
-        if shipped_gen is not None:
+        if shipped is not None:
             was = loaded.diagnosis.states(torch.stack(shipped)).numpy()  # type: ignore[union-attr]
             row["shipped_classifier"] = {"macro_f1": round(clinical_metrics(truth, was)["macro_f1"], 4)}
         result["sets"][name] = row

@@ -37,7 +37,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,7 @@ sys.path.insert(0, str(REPO / "pipelines"))
 
 from report_card import splice_section  # noqa: E402
 from train_report import fill_cache  # noqa: E402
-from train_report_diagnosis import ensure, score, write_reports  # noqa: E402
+from train_report_diagnosis import ensure, read_volumes, score, write_reports  # noqa: E402
 
 from ctvl.atomic import publish_dir, write_text  # noqa: E402
 from ctvl.data.datasets import load_record_volume  # noqa: E402
@@ -95,19 +94,20 @@ def measure(bundles: dict, sets: list, batch: int) -> dict:
     labeler = ReportLabeler()
     result: dict = {}
     gens = {name: ReportGenerator(loaded=loaded, labeler=labeler) for name, loaded in bundles.items()}
+    if len({json.dumps(g.loaded.export["tokenizer"], sort_keys=True, default=str) for g in gens.values()}) != 1:
+        raise SystemExit("the LMs to compare read different tokenizers: their latents cannot be shared")
     first = next(iter(gens.values()))
     for set_name, records in sets:
         volumes = [load_record_volume(r) for r in records]
         truth = np.stack([r.labels for r in records]).astype(np.int64)
-        began = time.perf_counter()
-        voxel = [first.diagnose(v) for v in volumes]  # the same prompts for every LM (same diagnosis)
-        diagnose_s = (time.perf_counter() - began) / max(1, len(volumes))
+        # once per scan: latents and prompts, the same for every LM (same tokenizer, same diagnosis)
+        codes, (voxel,), read_s = read_volumes([first], volumes)
         oracle = [torch.from_numpy(t.astype(np.float32)) for t in truth]  # probability 1 for present, 0 absent
         row: dict = {"n": len(records)}
         for name, gen in gens.items():
             for mode, _ in MODES:
-                reports, seconds = write_reports(gen, volumes, voxel if mode == "voxel" else oracle, batch)
-                row[f"{name}/{mode}"] = score(reports, truth, labeler, seconds + diagnose_s * (mode == "voxel"))
+                reports, seconds = write_reports(gen, codes, voxel if mode == "voxel" else oracle, batch)
+                row[f"{name}/{mode}"] = score(reports, truth, labeler, seconds + read_s)
                 print(set_name, name, mode, row[f"{name}/{mode}"]["macro_f1"], flush=True)
         result[set_name] = row
     return result
