@@ -48,6 +48,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs-3d", type=int, default=6)
     p.add_argument("--epochs-2d", type=int, default=4)
     p.add_argument("--thresholds", choices=("fixed", "train"), default="train")
+    p.add_argument(
+        "--blur", type=float, default=0.0, help="max Gaussian sigma (voxels) blurring half of each CTNet3D batch"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="smoke run: 16 train / 8 held-out volumes, 1 epoch each")
@@ -112,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     prep_s = time.perf_counter() - began
     print(f"volumes: train {tuple(x_tr.shape)}, valid {len(x_va)}, test {len(x_te)} ({prep_s:.0f} s)", flush=True)
 
-    ct = train_classifier(x_tr, y_tr, epochs=args.epochs_3d, thresholds=args.thresholds, seed=args.seed, progress=True)
+    ct = train_classifier(
+        x_tr, y_tr, epochs=args.epochs_3d, blur=args.blur, thresholds=args.thresholds, seed=args.seed, progress=True
+    )
     print(f"CTNet3D: {ct.seconds:.0f} s, losses {[round(v, 4) for v in ct.losses]}", flush=True)
     sl = train_slice_net(x_tr, y_tr, epochs=args.epochs_2d, seed=args.seed, progress=True)
     print(f"SliceNet2D: {sl.seconds:.0f} s, losses {[round(v, 4) for v in sl.losses]}", flush=True)

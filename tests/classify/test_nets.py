@@ -104,3 +104,23 @@ def test_pos_weight_and_thresholds_by_hand():
     # label 0: only the positive has 0.3 -> any threshold in (0.2, 0.3] gives F1 = 1; nearest 0.5 is 0.3
     # label 1: 0.95 alone above 0.9 -> threshold 0.95 (F1 = 1)
     assert thr.tolist() == pytest.approx([0.3, 0.95])
+
+
+def test_blur_augmentation_smooths_half_the_batch_and_trains():
+    from ctvl.classify.train import _blur_half
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(8, 1, 9, 16, 16)
+    x[..., 4, 8, 8] = 1.0  # one bright voxel per volume
+    out = torch.stack([_blur_half(x, torch.Generator().manual_seed(s), 2.0) for s in range(4)])
+    changed = (out != x).flatten(2).any(-1)  # (4 seeds, 8 volumes)
+    assert changed.any() and not changed.all()  # some volumes blurred, never all of them
+    blurred = out[changed]
+    assert torch.allclose(blurred.sum((1, 2, 3, 4)), torch.ones(len(blurred)), atol=1e-2)  # mass kept (3-sigma kernel)
+    assert (blurred.amax((1, 2, 3, 4)) < 1.0).all()  # the peak spread out
+    assert torch.equal(_blur_half(x, g, 0.0), x)
+    xs, ys = _data()
+    r = train_classifier(xs, ys, config=TINY, epochs=1, batch_size=4, blur=1.0, seed=0)
+    assert r.facts["blur"] == 1.0 and "blur" in r.facts["augmentation"]
+    with pytest.raises(ConfigError, match="blur"):
+        train_classifier(xs, ys, config=TINY, epochs=1, blur=-1.0)
