@@ -77,7 +77,9 @@ def card_text(m: dict[str, Any], bench: dict[str, Any], facts: dict[str, Any]) -
         "(chosen with the report labeler) plus sometimes sentences that rule something out. Every prompt names",
         "all of its scan's findings, so what a prompt does not mention is absent (a prompt without findings asks",
         "for a normal chest).",
-        f"Hardware: {facts['machine']}. Training wall time: {tr['seconds'] / 60:.1f} min"
+        f"Hardware: {facts['machine']}. Training wall time"
+        + (" of the last segment (the run was resumed; earlier segments are not counted)" if tr.get("resumed") else "")
+        + f": {tr['seconds'] / 60:.1f} min"
         + (f" (CPU {tr['cpu_seconds'] / 60:.1f} min)" if tr.get("cpu_seconds") else "")
         + f"; whole pipeline {facts['pipeline_seconds'] / 60:.1f} min.",
         "",
