@@ -6,7 +6,7 @@ prevalence p (clamped to [0.02, 0.98]) so rare labels are not ignored, and augme
 (the 18 labels carry no side) and small in-plane shifts (±``shift`` voxels, wrapped; the borders are air).
 Optionally (``blur > 0``) half of each batch is smoothed with a Gaussian of one random sigma in
 [0, ``blur``] voxels (MONAI ``GaussianFilter``): without it a classifier trained on crisp phantom renders
-reads sharpness, not findings (the 16k-phantom CTNet3D falls from macro-F1 0.73 to 0.56 at sigma 0.5 and to
+reads sharpness as well as findings (the 16k-phantom CTNet3D falls from macro-F1 0.73 to 0.56 at sigma 0.5 and to
 0.16 on tokenizer reconstructions), which makes it a poor judge of decoded or generated volumes.
 The slice network sees slices of all three planes, one plane per step in turn, each slice labelled with
 its volume's labels (weak labels); slices are drawn from the central ``slice_band`` of each axis, where
