@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             reports, seconds = write_reports(gen, codes, prompts, args.batch)
             row[mode] = score(reports, truth, labeler, seconds + read_s)
             print(name, mode, row[mode]["macro_f1"], row[mode]["duplicate_fraction"], flush=True)
-        own = with_voxels.diagnosis.states(torch.stack(diagnoses)).numpy()  # type: ignore[union-attr]
+        own = (with_voxels.diagnosis.states(torch.stack(diagnoses)) > 0).long().numpy()  # type: ignore[union-attr]
         m = clinical_metrics(truth, own)
         row["classifier"] = {
             "macro_f1": round(m["macro_f1"], 4),
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_label_f1": {k: round(v["f1"], 4) for k, v in m["per_label"].items()},
         }
         if shipped is not None:
-            was = loaded.diagnosis.states(torch.stack(shipped)).numpy()  # type: ignore[union-attr]
+            was = (loaded.diagnosis.states(torch.stack(shipped)) > 0).long().numpy()  # type: ignore[union-attr]
             row["shipped_classifier"] = {"macro_f1": round(clinical_metrics(truth, was)["macro_f1"], 4)}
         result["sets"][name] = row
     write_text(out / "diagnosis.json", json.dumps(result, indent=2) + "\n")

@@ -140,7 +140,10 @@ class _FeatureNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features: (B, C, ...) -> (B, feature_dim), non-negative (after ReLU)."""
         self._check(x)
-        h = self.stages(x)  # (B, widths[-1], ...)
+        return self.features_of_map(self.stages(x))
+
+    def features_of_map(self, h: torch.Tensor) -> torch.Tensor:
+        """Penultimate features from the last stage's map: (B, widths[-1], ...) -> (B, feature_dim)."""
         dims = tuple(range(2, h.ndim))
         pooled = torch.cat([h.mean(dims), h.amax(dims)], 1)  # (B, 2 * widths[-1])
         return self.project(pooled)  # (B, feature_dim)

@@ -10,8 +10,12 @@ thresholds chosen on the training scans, and the visual tokens still reach the L
 not say (sides, sizes, severity). PromptMRG itself takes its diagnosis from a separate classification
 branch.
 
+Optionally it also reads each finding's side and extent (:class:`~ctvl.report.details.DetailHead` on the
+classifier's last feature map, the classifier itself frozen) for a report model with ``detail_prompt``.
+
 Stored in the report bundle's ``diagnosis/`` folder: ``weights.safetensors`` + ``config.json``
-(format, net config, thresholds, label names, the preprocessing spec, training facts). The spec must be
+(format, net config, thresholds, label names, the preprocessing spec, training facts; the detail head's
+weights under ``detail.*`` and its shape under ``"detail"``). The spec must be
 the report bundle's own: the classifier reads exactly the model-space volume the tokenizer reads.
 """
 
@@ -31,6 +35,7 @@ from ctvl.data.labels import CTRATE_LABELS
 from ctvl.data.transforms import PreprocessSpec
 from ctvl.errors import InputError
 from ctvl.io.volume import Volume
+from ctvl.report.details import DetailHead
 from ctvl.train.checkpoint import load_checkpoint, load_weights, write_bundle_files
 
 FORMAT = "ctvl-report-diagnosis-1"
@@ -46,24 +51,44 @@ class VoxelDiagnosis:
         thresholds: (18,) probability above which a label is stated present.
         spec: the preprocessing it reads (the report bundle's).
         config: the stored ``config.json`` (training facts, held-out F1).
+        detail: side/extent head on ``net``'s last feature map, or None.
     """
 
     net: CTNet3D
     thresholds: torch.Tensor
     spec: PreprocessSpec
     config: dict[str, Any] = field(default_factory=dict)
+    detail: DetailHead | None = None
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, T, H, W) model-space volumes in [-1, 1] → (N, 18) label probabilities."""
         return torch.sigmoid(volume_logits(self.net, x))
 
-    def of_volume(self, volume: Volume) -> torch.Tensor:
-        """(18,) label probabilities of one HU volume, preprocessed with the stored spec."""
-        return self.probabilities(self.spec.apply(volume)[None])[0]
+    def reading(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, T, H, W) model-space volumes → what the prompt needs: (N, 18) label probabilities, or with a
+        detail head (N, 18, 2): [..., 0] the probabilities, [..., 1] the detail code each label would carry
+        if present (:mod:`ctvl.report.details`)."""
+        if self.detail is None:
+            return self.probabilities(x)
+        device = next(self.net.parameters()).device
+        rows = []
+        with torch.no_grad():
+            for i in range(0, len(x), 16):
+                h = self.net.stages(x[i : i + 16].to(device=device, dtype=torch.float32))
+                p = torch.sigmoid(self.net.head(self.net.features_of_map(h)))
+                rows.append(torch.stack([p, self.detail.codes(h).float()], -1).cpu())
+        return torch.cat(rows)
 
-    def states(self, probabilities: torch.Tensor) -> torch.Tensor:
-        """(B, 18) probabilities → (B, 18) 0/1 states of the diagnosis prompt (probability ≥ threshold)."""
-        return (probabilities.float() >= self.thresholds.to(probabilities.device)).long()
+    def of_volume(self, volume: Volume) -> torch.Tensor:
+        """:meth:`reading` of one HU volume, preprocessed with the stored spec: (18,) or (18, 2)."""
+        return self.reading(self.spec.apply(volume)[None])[0]
+
+    def states(self, reading: torch.Tensor) -> torch.Tensor:
+        """(B, 18) probabilities or (B, 18, 2) readings → (B, 18) states of the diagnosis prompt: 0 where the
+        probability is below the threshold, else 1 (no detail head) or the label's detail code."""
+        probabilities = reading[..., 0] if reading.ndim == 3 else reading
+        present = (probabilities.float() >= self.thresholds.to(reading.device)).long()
+        return present * reading[..., 1].long() if reading.ndim == 3 else present
 
 
 def write_diagnosis(
@@ -73,6 +98,7 @@ def write_diagnosis(
     thresholds: torch.Tensor,
     spec: PreprocessSpec,
     training: Mapping[str, Any] | None = None,
+    detail: DetailHead | None = None,
 ) -> Path:
     """Write a diagnosis folder (``weights.safetensors`` + ``config.json``) into ``folder``.
 
@@ -90,7 +116,11 @@ def write_diagnosis(
         "preprocessing": spec.to_dict(),
         "training": dict(training or {}),
     }
-    write_bundle_files({k: v.detach().cpu() for k, v in net.state_dict().items()}, config, out)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    if detail is not None:
+        config["detail"] = detail.facts()
+        state.update({f"detail.{k}": v.detach().cpu() for k, v in detail.state_dict().items()})
+    write_bundle_files(state, config, out)
     return out
 
 
@@ -128,11 +158,19 @@ def load_diagnosis(
             path=folder,
         )
     state, _ = load_checkpoint(folder)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     net = CTNet3D(config=FeatureNetConfig.from_dict(config["net"]))
-    load_weights(net, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, folder)
+    load_weights(net, {k: v for k, v in state.items() if not k.startswith("detail.")}, folder)
+    detail = None
+    if isinstance(config.get("detail"), dict):
+        facts = config["detail"]
+        detail = DetailHead(channels=facts["channels"], cells=tuple(facts["cells"]), hidden=facts["hidden"])
+        load_weights(detail, {k[len("detail.") :]: v for k, v in state.items() if k.startswith("detail.")}, folder)
+        detail = detail.to(device).eval()
     return VoxelDiagnosis(
         net=net.to(device).eval(),
         thresholds=torch.tensor(config["thresholds"], dtype=torch.float32),
         spec=own,
         config=config,
+        detail=detail,
     )

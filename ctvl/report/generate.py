@@ -213,13 +213,14 @@ class ReportGenerator:
         return encode_volume(self.loaded.tokenizer, volume)["codes"]
 
     def diagnose(self, volume: Volume, prepared: torch.Tensor | None = None) -> torch.Tensor | None:
-        """(18,) label probabilities of the voxel classifier for one scan; None without one.
-        ``prepared``: its :meth:`model_space` tensor (1, T, H, W), when already computed."""
+        """The voxel classifier's reading of one scan: (18,) label probabilities, or (18, 2) probabilities and
+        detail codes when it has a detail head (:meth:`~ctvl.report.diagnosis.VoxelDiagnosis.reading`); None
+        without one. ``prepared``: its :meth:`model_space` tensor (1, T, H, W), when already computed."""
         if self.diagnosis is None:
             return None
         with torch.inference_mode():
             if prepared is not None:
-                return self.diagnosis.probabilities(prepared[None])[0].cpu()
+                return self.diagnosis.reading(prepared[None])[0].cpu()
             return self.diagnosis.of_volume(volume).cpu()
 
     def from_codes(
@@ -233,8 +234,8 @@ class ReportGenerator:
         Args:
             codes: B latent grids (D, t, h, w) from :meth:`encode`.
             warnings: per scan, notes to pass on.
-            diagnosis: per scan, the (18,) probabilities of :meth:`diagnose`; required when the generator
-                uses a voxel classifier.
+            diagnosis: per scan, the reading of :meth:`diagnose`; required when the generator uses a voxel
+                classifier.
         """
         model = self.loaded.model
         device = next(model.parameters()).device
@@ -243,8 +244,9 @@ class ReportGenerator:
         if self.diagnosis is not None:
             if diagnosis is None or len(diagnosis) != len(codes) or any(d is None for d in diagnosis):
                 raise InputError("this report bundle's diagnosis reads the voxels: pass diagnose(volume) per scan")
-            voxel_probs = torch.stack([d.float().cpu() for d in diagnosis if d is not None])  # (B, 18)
-            states = self.diagnosis.states(voxel_probs).to(device)
+            reading = torch.stack([d.float().cpu() for d in diagnosis if d is not None])  # (B, 18) or (B, 18, 2)
+            states = self.diagnosis.states(reading).to(device)
+            voxel_probs = reading[..., 0] if reading.ndim == 3 else reading  # (B, 18)
         with _threads_for(model):
             rows, probs = model.generate_with_probabilities(
                 batch,

@@ -19,6 +19,12 @@ they carry the visual path's own label head (the summary features, thresholded a
 A small LM trained briefly otherwise falls back on the most common wording; with the prompt, the
 findings named in the report follow the classifier, which is the part of the model that reads the scan
 best. The visual tokens stay in the prompt for what the labels do not say (sizes, sides, severity).
+
+**Finding details** (``detail_prompt``, :mod:`ctvl.report.details`): a present label's token may also
+carry its side and extent, as a second embedding (label, detail code) added to it. The table starts at
+zero, so weights trained without details load unchanged and write the same text until fine-tuned
+(``init_from``); in training the codes are the phantoms' own, at inference a voxel classifier's
+:class:`~ctvl.report.details.DetailHead` reads them.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from torch import nn
 from ctvl.data.labels import NUM_LABELS
 from ctvl.errors import ConfigError, check_keys
 from ctvl.report.consistency import FirstTokenBan
+from ctvl.report.details import CODES as DETAIL_CODES
 from ctvl.report.lm import LM_ARCHS, LM_DEFAULTS, build_lm, lora_settings
 from ctvl.report.text_tokenizer import ReportTextTokenizer
 from ctvl.report.visual import ReductionConfig, VisualEncoder
@@ -56,6 +63,7 @@ class ReportModelConfig:
     aux_label_weight: float = 0.0  # weight of the 18-label BCE read at </image> (0 = off)
     label_prompt: bool = False  # 18 diagnosis tokens after </image> (PromptMRG-style; needs summary_token)
     label_threshold: float = 0.5  # label-head probability above which a diagnosis token says "present"
+    detail_prompt: bool = False  # diagnosis tokens also carry side + extent (ctvl.report.details; phantom data)
     vocab_size: int = 1024  # BPE vocabulary trained on the training reports (ignored with lm_path)
     max_new_tokens: int = 384  # generation length limit (tokens)
     num_beams: int = 1  # 1 = greedy decoding; > 1 = beam search
@@ -83,6 +91,8 @@ class ReportModelConfig:
             raise ConfigError(
                 "model.label_prompt needs the visual label head: set visual: tokenizer and summary_token: true"
             )
+        if self.detail_prompt and not self.label_prompt:
+            raise ConfigError("model.detail_prompt adds to the diagnosis tokens: set model.label_prompt: true")
         if not 0.0 < self.label_threshold < 1.0:
             raise ConfigError(f"model.label_threshold must be in (0, 1), got {self.label_threshold}")
         if self.label_prompt and self.aux_label_weight <= 0:
@@ -151,6 +161,11 @@ class ReportModel(nn.Module):
             self.diagnosis = nn.Embedding(2 * NUM_LABELS, width)
             nn.init.normal_(self.diagnosis.weight, std=0.02)
         self.register_buffer("label_rows", 2 * torch.arange(NUM_LABELS), persistent=False)
+        self.details: nn.Embedding | None = None
+        if config.detail_prompt:  # row CODES i + c: label i, detail code c; zero = no detail (loads old weights)
+            self.details = nn.Embedding(DETAIL_CODES * NUM_LABELS, width)
+            nn.init.zeros_(self.details.weight)
+        self.register_buffer("detail_rows", DETAIL_CODES * torch.arange(NUM_LABELS), persistent=False)
         prompt = text.prompt()
         self.register_buffer("prompt_before", torch.tensor(prompt.before), persistent=False)
         self.register_buffer("prompt_after", torch.tensor(prompt.after), persistent=False)
@@ -177,8 +192,9 @@ class ReportModel(nn.Module):
         Args:
             codes: B latent grids (D, t, h, w) or selections; None for a text-only model.
             batch: B.
-            states: (B, 18) 0/1 labels for the diagnosis prompt (training: the ground truth); None = the
-                label head's own reading (inference). Ignored without ``label_prompt``.
+            states: (B, 18) states for the diagnosis prompt (training: the ground truth): 0 absent, > 0
+                present (with ``detail_prompt`` the detail code, :mod:`ctvl.report.details`; 1 = no detail);
+                None = the label head's own reading (inference). Ignored without ``label_prompt``.
         """
         embed = self.lm.get_input_embeddings()
         before, after = embed(self.prompt_before), embed(self.prompt_after)  # (2, d) each
@@ -189,8 +205,12 @@ class ReportModel(nn.Module):
         visual, logits = self.visual(codes)
         if self.diagnosis is None or logits is None:
             return [torch.cat([before, v.to(before.dtype), after]) for v in visual], logits
-        states = self.diagnosis_states(logits) if states is None else states.long()
-        prompts = self.diagnosis(self.label_rows + states.to(self.label_rows.device)).to(before.dtype)  # (B, 18, d)
+        states = (self.diagnosis_states(logits) if states is None else states.long()).to(self.label_rows.device)
+        present = (states > 0).long()
+        prompts = self.diagnosis(self.label_rows + present)  # (B, 18, d)
+        if self.details is not None:  # absent labels (code 0) add nothing
+            prompts = prompts + self.details(self.detail_rows + states) * present[..., None]
+        prompts = prompts.to(before.dtype)
         return [
             torch.cat([before, v.to(before.dtype), after[:1], prompts[b], after[1:]]) for b, v in enumerate(visual)
         ], logits
@@ -223,7 +243,11 @@ class ReportModel(nn.Module):
         )
 
     def forward(
-        self, codes: list[torch.Tensor] | None, targets: list[torch.Tensor], labels: torch.Tensor | None = None
+        self,
+        codes: list[torch.Tensor] | None,
+        targets: list[torch.Tensor],
+        labels: torch.Tensor | None = None,
+        states: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Teacher-forced loss of one batch.
 
@@ -231,12 +255,15 @@ class ReportModel(nn.Module):
             codes: B latent grids (D, t, h, w) or their precomputed
                 :class:`~ctvl.report.visual.Selection`, or None for a text-only model.
             targets: B 1-D tensors of report ids (``ReportTextTokenizer.target``).
-            labels: (B, 18) 0/1 ground truth for the auxiliary loss (ignored when it is off).
+            labels: (B, 18) 0/1 ground truth for the auxiliary loss (ignored when it is off) and, unless
+                ``states`` is given, for the diagnosis prompt.
+            states: (B, 18) diagnosis-prompt states with detail codes (``detail_prompt``); None = ``labels``.
 
         Returns:
             ``{"loss", "lm_loss", "aux_loss", "token_accuracy"}`` scalars.
         """
-        prefixes, visual_logits = self.prefixes(codes, len(targets), labels if self.diagnosis is not None else None)
+        prompt = (labels if states is None else states) if self.diagnosis is not None else None
+        prefixes, visual_logits = self.prefixes(codes, len(targets), prompt)
         batch = self.assemble(prefixes, targets)
         out = self.lm(
             inputs_embeds=batch.embeds,

@@ -9,11 +9,14 @@
 ``limit``       use only the first N scans (null = all)
 
 The task encodes every training scan once with the frozen tokenizer (cached per scan and tokenizer),
-trains the BPE on the training reports, and streams deterministic shuffled micro-batches
+trains the BPE on the training reports (or, with ``init_from``, keeps the BPE those weights were trained
+with: token ids must mean the same words), and streams deterministic shuffled micro-batches
 (:func:`ctvl.train.sample_indices`, one permutation per epoch), so DDP equals single-process training.
 Every checkpoint's ``config.json`` stores, under ``"task"``, the model config, the BPE, the tokenizer's
 identity and the **preprocessing spec** it applies, and the geometry range of the training scans (used to
-warn about scans unlike the training data at inference).
+warn about scans unlike the training data at inference). With ``model.detail_prompt`` the diagnosis
+prompt carries each phantom's side and extent codes (:mod:`ctvl.report.details`, cached beside the
+visual tokens), and ``init_from`` weights without the detail table load with it at zero.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torch import nn
 
 from ctvl.data.datasets import scan_ctrate
 from ctvl.errors import ConfigError, check_keys
+from ctvl.report.details import record_states
 from ctvl.report.lm import decoder_layers
 from ctvl.report.model import ReportModel, ReportModelConfig
 from ctvl.report.text_tokenizer import ReportTextTokenizer
@@ -35,6 +39,7 @@ from ctvl.report.visual import ReductionConfig, count_tokens, select_tokens
 from ctvl.tokenizers.causal3d.bundle import load_tokenizer, token_channels, tokenizer_identity
 from ctvl.tokenizers.causal3d.token_cache import VisualTokenCache, default_cache_dir
 from ctvl.train import TrainConfig, TrainTask, sample_indices
+from ctvl.train.checkpoint import load_checkpoint
 from ctvl.train.distributed import env_ranks
 from ctvl.train.dry_run import compute_bytes, lm_activation_bytes
 from ctvl.train.rng import derive_seed, seed_everything
@@ -67,6 +72,7 @@ class ReportTask(TrainTask):
         self.selections: list[Any] | None = None
         self.targets: list[torch.Tensor] = []
         self.labels: torch.Tensor | None = None
+        self.states: torch.Tensor | None = None
         self.training_data: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------ data
@@ -86,8 +92,11 @@ class ReportTask(TrainTask):
         records = index.records[: int(data["limit"])] if data["limit"] else index.records
         if not records:
             raise ConfigError("no training scans selected (data.limit = 0?)", path=data["root"])
+        inherited = _inherited_text(cfg.init_from) if cfg.init_from and not mc.lm_path else None
         if mc.lm_path:
             self.text = ReportTextTokenizer.from_pretrained_lm(mc.lm_path)
+        elif inherited is not None:
+            self.text = inherited
         else:
             corpus = [t for r in records for t in (r.findings, r.impression)]
             self.text = ReportTextTokenizer.train(corpus, vocab_size=mc.vocab_size)
@@ -98,6 +107,12 @@ class ReportTask(TrainTask):
                 "model.aux_label_weight > 0 needs a labels CSV with a row for every training scan", path=data["root"]
             )
         self.labels = torch.from_numpy(np.stack([r.labels for r in records])).float() if has_labels else None
+        if mc.detail_prompt:
+            cache_dir = data["cache_dir"]
+            cache = (
+                Path(cache_dir) / "details" / f"{Path(data['root']).name}-{data['split']}.json" if cache_dir else None
+            )
+            self.states = torch.from_numpy(record_states(records, cache))
         geometries: list[torch.Tensor] = []
         if mc.visual == "tokenizer":
             self.tokenizer = load_tokenizer(data["tokenizer"])
@@ -163,6 +178,7 @@ class ReportTask(TrainTask):
                 "codes": [self.selections[k] for k in picks] if self.selections is not None else None,
                 "targets": [self.targets[k] for k in picks],
                 "labels": self.labels[picks] if self.labels is not None else None,
+                "states": self.states[picks] if self.states is not None else None,
             }
             micro += 1
 
@@ -211,13 +227,21 @@ class ReportTask(TrainTask):
             lora_dropout=bool(lora and float(lora["dropout"]) > 0),
         )
 
+    def load_initial_weights(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        """Strict, except that weights trained without the detail table (``details.weight``) load into a model
+        with one; it then stays at its zero start."""
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        wrong = [k for k in missing if k != "details.weight"] + list(unexpected)
+        if wrong:
+            raise RuntimeError(f"weights do not fit the report model: {', '.join(wrong[:4])}")
+
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The LM's decoder layers: FSDP units and activation-checkpointing blocks."""
 
         return decoder_layers(model.lm)
 
     def loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
-        out = model(batch["codes"], batch["targets"], batch["labels"])
+        out = model(batch["codes"], batch["targets"], batch["labels"], batch.get("states"))
         metrics = {k: v for k, v in out.items() if k != "loss"}
         return out["loss"], metrics
 
@@ -264,3 +288,11 @@ def _progress(rank: int, total: int):
             print(f"visual tokens: {done}/{mine} scans of this rank", flush=True)
 
     return report
+
+
+def _inherited_text(init_from: str) -> ReportTextTokenizer | None:
+    """The BPE stored with ``init_from`` weights (a report bundle or checkpoint), or None if it has none."""
+    _, config = load_checkpoint(init_from, weights="model")
+    task = config.get("task") if isinstance(config, dict) else None
+    stored = task.get("text_tokenizer") if isinstance(task, dict) else None
+    return ReportTextTokenizer.from_dict(stored) if isinstance(stored, dict) else None

@@ -11,13 +11,14 @@ Public API: :func:`render_case`, :class:`PhantomCase`, :func:`write_dataset`, :f
 from ctvl.data.phantom.dataset import write_dataset
 from ctvl.data.phantom.prevalence import TARGET_PREVALENCE, sample_labels
 from ctvl.data.phantom.raster import default_spacing
-from ctvl.data.phantom.render import PhantomCase, build_patient, render_case
+from ctvl.data.phantom.render import PhantomCase, build_patient, patient_findings, render_case
 
 __all__ = [
     "PhantomCase",
     "TARGET_PREVALENCE",
     "build_patient",
     "default_spacing",
+    "patient_findings",
     "render_case",
     "sample_labels",
     "write_dataset",

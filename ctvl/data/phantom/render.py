@@ -112,6 +112,23 @@ def _airway_arrays(an: Anatomy, details: dict[str, Finding]):
     return wall, lumen, wall_tag, lumen_tag
 
 
+def _draw(seed: int, forced: dict[str, int]) -> tuple[dict[str, int], float, str, Anatomy, dict[str, Finding]]:
+    """Labels, age, sex, anatomy and finding descriptors of patient ``seed`` (no scene, no report)."""
+    row, latents = sample_labels(stream(seed, "labels"), 1)
+    labels = {name: int(v) for name, v in zip(CTRATE_LABELS, row[0])}
+    labels.update(forced)
+    age, sex = float(latents["age_years"][0]), str(latents["sex"][0])
+    an = sample_anatomy(stream(seed, "anatomy"), age, sex)
+    details = sample_findings(labels, Geometry(an=an), lambda name: stream(seed, name), ORDER)
+    return labels, age, sex, an, details
+
+
+def patient_findings(seed: int) -> dict[str, Finding]:
+    """The finding descriptors (side, lobes, size, severity, ...) of patient ``seed``, as :func:`build_patient`
+    draws them, without building the scene or the report (a few ms instead of tens)."""
+    return _draw(int(seed), {})[4]
+
+
 def build_patient(seed: int, force: dict[str, int | bool] | None = None) -> Patient:
     """Draw patient ``seed`` (labels, anatomy, findings, report) without rasterising it.
 
@@ -119,14 +136,7 @@ def build_patient(seed: int, force: dict[str, int | bool] | None = None) -> Pati
         seed: the patient seed (any non-negative integer).
         force: label name → 0/1 to override the sampled labels (everything else stays the same).
     """
-    forced = _check_force(force)
-    row, latents = sample_labels(stream(seed, "labels"), 1)
-    labels = {name: int(v) for name, v in zip(CTRATE_LABELS, row[0])}
-    labels.update(forced)
-    age, sex = float(latents["age_years"][0]), str(latents["sex"][0])
-    an = sample_anatomy(stream(seed, "anatomy"), age, sex)
-    base = Geometry(an=an)
-    details = sample_findings(labels, base, lambda name: stream(seed, name), ORDER)
+    labels, age, sex, an, details = _draw(seed, _check_force(force))
     hernia = details.get("Hiatal hernia")
     geo = Geometry(
         an=an,
