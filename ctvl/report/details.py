@@ -20,7 +20,7 @@ Written by hand: the codes are ctvl's own prompt vocabulary.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +53,7 @@ def split_code(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def finding_code(finding: Finding) -> int:
     """The detail code of one phantom finding (present)."""
     side = SIDES.index(finding.side) if finding.side in SIDES else 0
-    if finding.severity in EXTENTS:
-        extent = EXTENTS.index(finding.severity)
-    else:
-        extent = 0
+    extent = EXTENTS.index(finding.severity) if finding.severity in EXTENTS else 0
     if extent == 0 and finding.label in SIZE_CUTS and finding.size_mm > 0:
         extent = EXTENTS.index(grade(finding.size_mm, SIZE_CUTS[finding.label]))
     return detail_code(side, extent)
@@ -169,8 +166,3 @@ def detail_accuracy(predicted: torch.Tensor, states: torch.Tensor) -> dict[str, 
         "both": round(float(((ps == ts) & (pe == te) & present).sum()) / n, 4),
         "present_labels": int(present.sum()),
     }
-
-
-def per_label_counts(states: np.ndarray) -> Mapping[str, int]:
-    """Distinct detail codes per label among present ones (how much a label's details vary)."""
-    return {n: len(set(states[:, i][states[:, i] > 0].tolist())) for i, n in enumerate(CTRATE_LABELS)}
