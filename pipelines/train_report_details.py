@@ -24,13 +24,15 @@ Steps (each reused when its output is there, so a re-run continues):
    extent accuracy on the present labels;
 4. ``details.json`` and ``card_section.md`` in ``--out``; unless ``--quick`` or ``--no-install``, the new
    bundle replaces the shipped one when its duplicate fraction is lower on both held-out sets, its
-   macro-F1 is no more than 0.01 below the shipped one's on either, and its impressions name a lobe their
-   findings do not (:func:`lobe_mismatches`) no more often.
+   macro-F1 is no more than 0.01 below the shipped one's on either, no more of its impressions place a
+   finding where the findings do not (``misplaced``, :mod:`ctvl.report.locations`), and decoding had to drop
+   such an impression sentence in at most 1 % more of its reports.
 
-Measured (2026-12-07, not installed since): duplicates 0.288 -> 0.224 (seed 0 valid) and 0.308 -> 0.236
-(seed 7) at macro-F1 0.709 -> 0.719 / 0.719 -> 0.720, but lobe mismatches 24 -> 48 of the first 120 seed-7
-reports (cause not yet examined; the codes reach only the prompt, the impression may keep the LM's old
-defaults).
+Measured (2026-12-07, not installed then): duplicates 0.288 -> 0.224 (seed 0 valid) and 0.308 -> 0.236
+(seed 7) at macro-F1 0.709 -> 0.719 / 0.719 -> 0.720, but impressions naming a lobe their findings did not
+rose from 24 to 48 of the first 120 seed-7 reports. Decoding now replaces such a location with the findings'
+own (:func:`ctvl.report.consistency.make_consistent`), so both bundles write none; the figures after that
+change are in ``card_section.md``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import argparse
 import hashlib
 import json
 import platform
-import re
 import shutil
 import sys
 import time
@@ -67,13 +68,6 @@ from ctvl.report.diagnosis import load_diagnosis, write_diagnosis  # noqa: E402
 from ctvl.report.generate import ReportGenerator  # noqa: E402
 
 MARK_BEGIN, MARK_END = "<!-- details:begin -->", "<!-- details:end -->"
-LOBE = re.compile(r"(right|left) (upper|middle|lower) lobe")
-
-
-def lobe_mismatches(reports: list) -> int:
-    """Reports whose impression names a lobe ("right lower lobe") that their findings never name: a
-    self-contradiction the label-level check (``ReportLabeler.contradictions``) does not see."""
-    return sum(any(m.group(0) not in r.findings.lower() for m in LOBE.finditer(r.impression.lower())) for r in reports)
 
 
 def feature_maps(net: torch.nn.Module, x: torch.Tensor, batch: int = 32) -> torch.Tensor:
@@ -140,18 +134,12 @@ def measure(bundles: dict, sets: list, batch: int, cache: Path) -> dict:
         row: dict = {"n": len(records)}
         for (name, gen), given in zip(gens.items(), readings, strict=True):
             reports, seconds = write_reports(gen, codes, given, batch)
-            row[f"{name}/voxel"] = {
-                **score(reports, truth, labeler, seconds + read_s),
-                "lobe_mismatch": lobe_mismatches(reports),
-            }
+            row[f"{name}/voxel"] = score(reports, truth, labeler, seconds + read_s)
             print(set_name, name, row[f"{name}/voxel"]["macro_f1"], row[f"{name}/voxel"]["duplicate_fraction"])
         new = gens["details"]
         oracle = [torch.stack([torch.from_numpy(t).float(), s.float()], -1) for t, s in zip(truth, true_states)]
         reports, seconds = write_reports(new, codes, oracle, batch)
-        row["details/oracle"] = {
-            **score(reports, truth, labeler, seconds + read_s),
-            "lobe_mismatch": lobe_mismatches(reports),
-        }
+        row["details/oracle"] = score(reports, truth, labeler, seconds + read_s)
         reading = torch.stack(readings[-1])  # (N, 18, 2)
         row["head"] = detail_accuracy(reading[..., 1].long() * (true_states > 0), true_states)
         result[set_name] = row
@@ -175,7 +163,7 @@ def card_section(facts: dict, result: dict) -> str:
         f"({facts['machine']}); its BPE and tokenizer are unchanged.",
         "",
         "| held-out phantoms | bundle | prompt | clinical macro-F1 | micro-F1 | duplicate fraction | contradicting "
-        "| impression names a lobe the findings do not | s / report |",
+        "| misplaced (sentences dropped) | s / report |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in result.items():
@@ -187,7 +175,8 @@ def card_section(facts: dict, result: dict) -> str:
             r = row[key]
             lines.append(
                 f"| {name} ({row['n']}) | {bundle} | {prompt} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | "
-                f"{r['duplicate_fraction']:.3f} | {r['contradicting']} | {r['lobe_mismatch']} | {r['seconds_per_report']:.2f} |"
+                f"{r['duplicate_fraction']:.3f} | {r['contradicting']} | {r['misplaced']} ({r['misplaced_dropped']}) | "
+                f"{r['seconds_per_report']:.2f} |"
             )
     lines += ["", "Detail head on the held-out scans' present labels (true present labels, its codes):", ""]
     lines += [
@@ -259,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             training={**d.config.get("training", {}), "detail_head": facts["head"]},
             detail=head,
         )
+    for png in (shipped.source / "diagnosis").glob("*.png"):  # the classifier's figures stay with it
+        shutil.copy2(png, diag_dir / png.name)
     load_diagnosis(diag_dir, shipped.spec)  # it loads back whole
 
     # 2. the LM, fine-tuned to write the details
@@ -307,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     better = all(
         row["details/voxel"]["duplicate_fraction"] < row["shipped/voxel"]["duplicate_fraction"]
         and row["details/voxel"]["macro_f1"] >= row["shipped/voxel"]["macro_f1"] - 0.01
-        and row["details/voxel"]["lobe_mismatch"] <= row["shipped/voxel"]["lobe_mismatch"]
+        and row["details/voxel"]["misplaced"] <= row["shipped/voxel"]["misplaced"]
+        and row["details/voxel"]["misplaced_dropped"] <= row["shipped/voxel"]["misplaced_dropped"] + 0.01 * row["n"]
         for row in result.values()
     )
     if not (args.quick or args.no_install):

@@ -22,6 +22,15 @@ effusion or thickening was detected." under a prompt that says present). A findi
 out a label the prompt states present is re-decoded with its first token banned, up to ``max_redecodes``
 times per report; what the LM still will not write stays as it is (nothing is invented by hand).
 
+Once the labels agree, the impression must also put each finding where the findings put it
+(:func:`ctvl.report.locations.misplaced`: "left lower lobe" in the impression for a nodule the findings place
+in the right lower lobe). The misplaced phrase is replaced by the location the findings give that finding
+(same kind: lung region or pleural side; one not yet named in the sentence) and decoding continues after it,
+sharing the ``max_redecodes`` budget. Banning the phrase's first token instead, as for label contradictions,
+was tried: with "left" banned the LM wrote word salad ("Pulmonary nodule of 7 mm in the and the bronchi are
+normal."). A sentence still misplaced after the restarts is dropped (:func:`drop_misplaced`) and the report
+says so.
+
 Written by hand: transformers offers constraints on the tokens generated, not on what a finished
 sentence states, and no library checks a report's findings against its impression.
 """
@@ -35,15 +44,19 @@ from typing import Protocol
 
 import torch
 
+from ctvl.report.locations import misplaced, placed_for, same_kind
+
 __all__ = [
     "MAX_REDECODES",
     "ConsistentReport",
     "FirstTokenBan",
     "TextLabeler",
     "drop_contradicting",
+    "drop_misplaced",
     "follow_prompt",
     "make_consistent",
     "sentence_starts",
+    "token_at",
 ]
 
 MAX_REDECODES = 4
@@ -105,10 +118,17 @@ def sentence_starts(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) 
         offset = begin + len(sentence)
         if not sentence.strip():
             continue
-        while k < len(ids) and len(decode(ids[: k + 1]).rstrip()) <= begin:
-            k += 1
+        k = token_at(decode, ids, begin, k)
         out.append((k, sentence.strip()))
     return out
+
+
+def token_at(decode: Callable[[Sequence[int]], str], ids: Sequence[int], char: int, first: int = 0) -> int:
+    """Index into ``ids`` of the token covering character ``char`` of ``decode(ids)`` (searched from ``first``)."""
+    k = first
+    while k < len(ids) and len(decode(ids[: k + 1]).rstrip()) <= char:
+        k += 1
+    return k
 
 
 @dataclass
@@ -120,6 +140,7 @@ class ConsistentReport:
     dropped: list[str] = field(default_factory=list)  # impression sentences removed as a last resort
     unresolved: list[str] = field(default_factory=list)  # labels still contradicted (before dropping)
     against_prompt: list[str] = field(default_factory=list)  # labels the prompt states present, the findings rule out
+    misplaced: list[str] = field(default_factory=list)  # impression locations the findings place elsewhere (at the end)
 
 
 def _offending(
@@ -145,9 +166,11 @@ def make_consistent(
     labeler: TextLabeler,
     present: Callable[[str], bool],
     redecode: Callable[[list[int], list[int]], list[int]],
+    encode: Callable[[str], list[int]] | None = None,
     max_redecodes: int = MAX_REDECODES,
 ) -> ConsistentReport:
-    """Re-decode ``ids`` until its impression no longer affirms what its findings rule out.
+    """Re-decode ``ids`` until its impression no longer affirms what its findings rule out, nor places a
+    finding where its findings do not (:func:`ctvl.report.locations.misplaced`).
 
     Args:
         ids: one generated report (``findings <impression> impression``, no ``<eos>``).
@@ -157,6 +180,8 @@ def make_consistent(
         labeler: reads contradictions.
         present: label -> whether the model's own reading (diagnosis prompt) says present.
         redecode: (prefix ids, banned first tokens) -> the report continued from the prefix (whole ids).
+        encode: text -> ids; with it, a misplaced location is replaced by the findings' location of the same
+            kind for that finding and decoding continues after it (None: locations are not checked).
         max_redecodes: restarts at most.
 
     Returns:
@@ -164,20 +189,25 @@ def make_consistent(
     """
     banned: dict[int, set[int]] = {}
     out = ConsistentReport(ids=list(ids))
-    while True:
+    while out.redecodes < max_redecodes:
         findings, impression = split(out.ids)
         clash = labeler.contradictions(findings, impression)
-        if not clash or out.redecodes >= max_redecodes:
-            break
-        label = clash[0]
         k = out.ids.index(impression_id) if impression_id in out.ids else len(out.ids)
-        start = None
-        if present(label):  # the findings sentence that rules it out is the wrong one
-            start = _offending(decode, out.ids[:k], 0, label, lambda s, i=impression: labeler.contradictions(s, i))
-        if start is None:  # the impression sentence that affirms it
-            start = _offending(
-                decode, out.ids[k + 1 :], k + 1, label, lambda s, f=findings: labeler.contradictions(f, s)
-            )
+        if clash:
+            label, start = clash[0], None
+            if present(label):  # the findings sentence that rules it out is the wrong one
+                start = _offending(decode, out.ids[:k], 0, label, lambda s, i=impression: labeler.contradictions(s, i))
+            if start is None:  # the impression sentence that affirms it
+                start = _offending(
+                    decode, out.ids[k + 1 :], k + 1, label, lambda s, f=findings: labeler.contradictions(f, s)
+                )
+        else:  # the labels agree: the impression must put each finding where the findings put it
+            fix = None if encode is None else _moved(decode, encode, out.ids, k, labeler)
+            if fix is None:
+                break
+            out.ids = redecode(out.ids[: fix[0]] + fix[1], [])
+            out.redecodes += 1
+            continue
         if start is None or start >= len(out.ids):
             break
         banned.setdefault(start, set()).add(out.ids[start])
@@ -185,7 +215,35 @@ def make_consistent(
         out.redecodes += 1
     findings, impression = split(out.ids)
     out.unresolved = labeler.contradictions(findings, impression)
+    out.misplaced = [m.phrase for m in misplaced(findings, impression, labeler.label)]
     return out
+
+
+def _moved(
+    decode: Callable[[Sequence[int]], str],
+    encode: Callable[[str], list[int]],
+    ids: Sequence[int],
+    k: int,
+    labeler: TextLabeler,
+) -> tuple[int, list[int]] | None:
+    """Where the impression (mark at ``k`` in ``ids``) first misplaces a finding that the findings place in a
+    location of the same kind, and that location's ids; None when no misplaced phrase has one."""
+    impression_ids = list(ids[k + 1 :])
+    findings, impression = decode(ids[:k]), decode(impression_ids)
+    for moved in misplaced(findings, impression, labeler.label):
+        sentence = impression[: moved.start].rsplit(".", 1)[-1] + impression[moved.start :].split(".", 1)[0]
+        options = [p for p in placed_for(findings, moved.labels, labeler.label) if p not in sentence.lower()]
+        options = [p for p in options if same_kind(p, moved.phrase)]
+        if not options:
+            continue
+        j = token_at(decode, impression_ids, moved.start)
+        if j >= len(impression_ids):
+            continue
+        lead = " " if decode(impression_ids[j : j + 1]).startswith(" ") else ""
+        original = impression[moved.start : moved.start + len(moved.phrase)]
+        phrase = options[0].capitalize() if original[:1].isupper() else options[0]
+        return k + 1 + j, encode(lead + phrase)
+    return None
 
 
 def follow_prompt(
@@ -235,9 +293,18 @@ def follow_prompt(
 
 def drop_contradicting(findings: str, impression: str, labeler: TextLabeler) -> tuple[str, list[str]]:
     """Impression without the sentences that affirm what the findings rule out; (impression, dropped)."""
+    return _drop(impression, lambda sentence: bool(labeler.contradictions(findings, sentence)))
+
+
+def drop_misplaced(findings: str, impression: str, labeler: TextLabeler) -> tuple[str, list[str]]:
+    """Impression without the sentences that place a finding where the findings do not; (impression, dropped)."""
+    return _drop(impression, lambda sentence: bool(misplaced(findings, sentence, labeler.label)))
+
+
+def _drop(impression: str, wrong: Callable[[str], bool]) -> tuple[str, list[str]]:
     kept, dropped = [], []
     for sentence in _SENTENCE_END.split(impression.strip()):
-        if sentence.strip() and labeler.contradictions(findings, sentence):
+        if sentence.strip() and wrong(sentence):
             dropped.append(sentence.strip())
         elif sentence.strip():
             kept.append(sentence.strip())

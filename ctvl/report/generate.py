@@ -33,9 +33,11 @@ from ctvl.report.consistency import (
     ConsistentReport,
     TextLabeler,
     drop_contradicting,
+    drop_misplaced,
     follow_prompt,
     make_consistent,
 )
+from ctvl.report.locations import misplaced
 from ctvl.report.text_tokenizer import IMPRESSION, drop_repeated_sentences, format_report
 
 SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _threads_for)
@@ -282,6 +284,12 @@ class ReportGenerator:
                     f"{len(dropped)} impression sentence(s) that stated what the findings rule out were removed "
                     f"after {fixed.redecodes} re-decodes: {' '.join(dropped)}"
                 )
+            if self.consistent and misplaced(findings, impression, self.labeler.label):
+                impression, dropped = drop_misplaced(findings, impression, self.labeler)
+                notes.append(
+                    f"{len(dropped)} impression sentence(s) that placed a finding where the findings do not were "
+                    f"removed after {fixed.redecodes} re-decodes: {' '.join(dropped)}"
+                )
             text = " ".join(p for p in (findings, impression) if p)
             labels = self.labeler.label(text)
             against = [n for n in fixed.against_prompt if not labels.get(n)]
@@ -334,6 +342,7 @@ class ReportGenerator:
             labeler=self.labeler,
             present=lambda label: bool(states and states.get(label)),
             redecode=redecode,
+            encode=text.encode,
         )
         fixed.redecodes += followed.redecodes
         fixed.against_prompt = list(followed.unresolved)

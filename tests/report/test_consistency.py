@@ -11,6 +11,7 @@ from ctvl.report.consistency import (
     ConsistentReport,
     FirstTokenBan,
     drop_contradicting,
+    drop_misplaced,
     follow_prompt,
     make_consistent,
     sentence_starts,
@@ -222,3 +223,60 @@ def test_a_prompt_the_lm_will_not_follow_stops_after_the_limit(text: ReportTextT
     assert calls[-1] == sorted(set(calls[-1])) and len(calls[-1]) >= 1  # bans accumulate at that position
     untouched = follow_prompt(ConsistentReport(ids=ids), present=["Cardiomegaly"], **kwargs)
     assert untouched.ids == ids and untouched.redecodes == 0  # nothing rules out what the prompt states
+
+
+NODULE = "A solid nodule measuring 8 mm is seen in the right lower lobe."
+
+
+def _location_fix(text: ReportTextTokenizer, impression: str, continuation: str, encode=True):
+    ids = report_ids(text, NODULE, impression)
+    calls = []
+
+    def redecode(prefix: list[int], banned: list[int]) -> list[int]:
+        calls.append((text.decode(prefix), banned))
+        return prefix + text.encode(continuation)
+
+    out = make_consistent(
+        ids,
+        split=text.split_report,
+        decode=text.decode,
+        impression_id=text.special[IMPRESSION],
+        labeler=LABELER,
+        present=lambda label: True,
+        redecode=redecode,
+        encode=text.encode if encode else None,
+    )
+    return out, calls
+
+
+def test_a_misplaced_location_is_replaced_by_the_findings_own(text: ReportTextTokenizer) -> None:
+    out, calls = _location_fix(
+        text, "Pulmonary nodule of 8 mm in the left upper lobe. Cardiomegaly.", ". Cardiomegaly."
+    )
+    assert len(calls) == 1 and calls[0][1] == []  # forced, nothing banned
+    assert calls[0][0].endswith("Pulmonary nodule of 8 mm in the right lower lobe")
+    assert text.split_report(out.ids) == (NODULE, "Pulmonary nodule of 8 mm in the right lower lobe. Cardiomegaly.")
+    assert out.redecodes == 1 and out.misplaced == []
+
+
+def test_without_a_location_to_put_there_the_report_is_left_for_dropping(text: ReportTextTokenizer) -> None:
+    impression = "Pulmonary nodule in the right lower lobe and left upper lobe. Cardiomegaly."
+    out, calls = _location_fix(text, impression, "")
+    assert calls == [] and out.misplaced == ["left upper lobe"]  # its only location is already in the sentence
+    kept, dropped = drop_misplaced(NODULE, impression, LABELER)
+    assert kept == "Cardiomegaly." and dropped == ["Pulmonary nodule in the right lower lobe and left upper lobe."]
+
+
+def test_locations_are_not_checked_without_an_encoder(text: ReportTextTokenizer) -> None:
+    out, calls = _location_fix(text, "Pulmonary nodule in the left upper lobe.", "", encode=False)
+    assert calls == [] and out.redecodes == 0 and out.misplaced == ["left upper lobe"]
+
+
+def test_generator_drops_an_impression_sentence_it_cannot_place(monkeypatch) -> None:
+    loaded = load_report_model(shared()["bundle"])
+    first = report_ids(loaded.text, NODULE, "Pulmonary nodule in the right lower lobe and left lung. Cardiomegaly.")
+    monkeypatch.setattr(loaded.model, "generate_with_probabilities", lambda *a, **k: ([first], None))
+    gen = ReportGenerator(loaded=loaded, labeler=LABELER)
+    report = gen.from_codes([torch.zeros(loaded.model.config.visual_dim, 3, 4, 4)])[0]
+    assert report.impression == "Cardiomegaly." and report.findings == NODULE
+    assert any("placed a finding where the findings do not were removed" in w for w in report.warnings)
