@@ -51,7 +51,7 @@ from ctvl.eval.labeler import ReportLabeler  # noqa: E402
 from ctvl.report.bundle import DEFAULT_BUNDLE, load_report_model, with_diagnosis  # noqa: E402
 from ctvl.report.diagnosis import write_diagnosis  # noqa: E402
 from ctvl.report.generate import ReportGenerator  # noqa: E402
-from ctvl.report.locations import misplaced  # noqa: E402
+from ctvl.report.specifics import misplaced  # noqa: E402
 
 NET = FeatureNetConfig(widths=(16, 32, 64, 128), strides=None, blocks=1)  # the feature networks' CTNet3D
 MARK_BEGIN, MARK_END = "<!-- diagnosis:begin -->", "<!-- diagnosis:end -->"
@@ -98,7 +98,7 @@ def score(reports: list, truth: np.ndarray, labeler: ReportLabeler, seconds: flo
         "duplicate_fraction": round(degenerate_metrics([r.text for r in reports])["duplicate_fraction"], 4),
         "contradicting": sum(bool(labeler.contradictions(r.findings, r.impression)) for r in reports),
         "misplaced": sum(bool(misplaced(r.findings, r.impression, labeler.label)) for r in reports),
-        "misplaced_dropped": sum(any("placed a finding" in w for w in r.warnings) for r in reports),
+        "misplaced_dropped": sum(any("a location or size the findings do" in w for w in r.warnings) for r in reports),
         "seconds_per_report": round(seconds, 3),
     }
 

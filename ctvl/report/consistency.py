@@ -22,10 +22,11 @@ effusion or thickening was detected." under a prompt that says present). A findi
 out a label the prompt states present is re-decoded with its first token banned, up to ``max_redecodes``
 times per report; what the LM still will not write stays as it is (nothing is invented by hand).
 
-Once the labels agree, the impression must also put each finding where the findings put it
-(:func:`ctvl.report.locations.misplaced`: "left lower lobe" in the impression for a nodule the findings place
-in the right lower lobe). The misplaced phrase is replaced by the location the findings give that finding
-(same kind: lung region or pleural side; one not yet named in the sentence) and decoding continues after it,
+Once the labels agree, the impression must also put each finding where the findings put it, at the size they
+give it (:func:`ctvl.report.specifics.misplaced`: "left lower lobe" or "5 mm" in the impression for a nodule the
+findings give as 8 mm in the right lower lobe). The misplaced phrase is replaced by the findings' own for that
+finding (same kind: lung region, pleural side or size; one not yet named in the sentence) and decoding
+continues after it,
 sharing the ``max_redecodes`` budget. Banning the phrase's first token instead, as for label contradictions,
 was tried: with "left" banned the LM wrote word salad ("Pulmonary nodule of 7 mm in the and the bronchi are
 normal."). A sentence still misplaced after the restarts is dropped (:func:`drop_misplaced`) and the report
@@ -44,7 +45,7 @@ from typing import Protocol
 
 import torch
 
-from ctvl.report.locations import misplaced, placed_for, same_kind
+from ctvl.report.specifics import misplaced, placed_for, same_kind
 
 __all__ = [
     "MAX_REDECODES",
@@ -140,7 +141,9 @@ class ConsistentReport:
     dropped: list[str] = field(default_factory=list)  # impression sentences removed as a last resort
     unresolved: list[str] = field(default_factory=list)  # labels still contradicted (before dropping)
     against_prompt: list[str] = field(default_factory=list)  # labels the prompt states present, the findings rule out
-    misplaced: list[str] = field(default_factory=list)  # impression locations the findings place elsewhere (at the end)
+    misplaced: list[str] = field(
+        default_factory=list
+    )  # impression locations/sizes the findings do not give (at the end)
 
 
 def _offending(
@@ -169,8 +172,8 @@ def make_consistent(
     encode: Callable[[str], list[int]] | None = None,
     max_redecodes: int = MAX_REDECODES,
 ) -> ConsistentReport:
-    """Re-decode ``ids`` until its impression no longer affirms what its findings rule out, nor places a
-    finding where its findings do not (:func:`ctvl.report.locations.misplaced`).
+    """Re-decode ``ids`` until its impression no longer affirms what its findings rule out, nor gives a
+    finding a location or size its findings do not (:func:`ctvl.report.specifics.misplaced`).
 
     Args:
         ids: one generated report (``findings <impression> impression``, no ``<eos>``).
@@ -180,8 +183,8 @@ def make_consistent(
         labeler: reads contradictions.
         present: label -> whether the model's own reading (diagnosis prompt) says present.
         redecode: (prefix ids, banned first tokens) -> the report continued from the prefix (whole ids).
-        encode: text -> ids; with it, a misplaced location is replaced by the findings' location of the same
-            kind for that finding and decoding continues after it (None: locations are not checked).
+        encode: text -> ids; with it, a misplaced location or size is replaced by the findings' own of the same
+            kind for that finding and decoding continues after it (None: neither is checked).
         max_redecodes: restarts at most.
 
     Returns:
@@ -297,7 +300,7 @@ def drop_contradicting(findings: str, impression: str, labeler: TextLabeler) -> 
 
 
 def drop_misplaced(findings: str, impression: str, labeler: TextLabeler) -> tuple[str, list[str]]:
-    """Impression without the sentences that place a finding where the findings do not; (impression, dropped)."""
+    """Impression without the sentences that give a finding a location or size the findings do not."""
     return _drop(impression, lambda sentence: bool(misplaced(findings, sentence, labeler.label)))
 
 

@@ -37,7 +37,7 @@ from ctvl.report.consistency import (
     follow_prompt,
     make_consistent,
 )
-from ctvl.report.locations import misplaced
+from ctvl.report.specifics import misplaced
 from ctvl.report.text_tokenizer import IMPRESSION, drop_repeated_sentences, format_report
 
 SMALL_LM_WIDTH = 512  # LMs up to this width decode on one CPU thread (see _threads_for)
@@ -287,8 +287,8 @@ class ReportGenerator:
             if self.consistent and misplaced(findings, impression, self.labeler.label):
                 impression, dropped = drop_misplaced(findings, impression, self.labeler)
                 notes.append(
-                    f"{len(dropped)} impression sentence(s) that placed a finding where the findings do not were "
-                    f"removed after {fixed.redecodes} re-decodes: {' '.join(dropped)}"
+                    f"{len(dropped)} impression sentence(s) that gave a finding a location or size the findings do "
+                    f"not were removed after {fixed.redecodes} re-decodes: {' '.join(dropped)}"
                 )
             text = " ".join(p for p in (findings, impression) if p)
             labels = self.labeler.label(text)

@@ -279,4 +279,10 @@ def test_generator_drops_an_impression_sentence_it_cannot_place(monkeypatch) -> 
     gen = ReportGenerator(loaded=loaded, labeler=LABELER)
     report = gen.from_codes([torch.zeros(loaded.model.config.visual_dim, 3, 4, 4)])[0]
     assert report.impression == "Cardiomegaly." and report.findings == NODULE
-    assert any("placed a finding where the findings do not were removed" in w for w in report.warnings)
+    assert any("gave a finding a location or size the findings do not were removed" in w for w in report.warnings)
+
+
+def test_a_size_the_findings_do_not_give_is_replaced_by_theirs(text: ReportTextTokenizer) -> None:
+    out, calls = _location_fix(text, "Pulmonary nodule of 5 mm in the right lower lobe.", " in the right lower lobe.")
+    assert len(calls) == 1 and calls[0][0].endswith("Pulmonary nodule of 8 mm")
+    assert text.split_report(out.ids)[1] == "Pulmonary nodule of 8 mm in the right lower lobe." and out.misplaced == []

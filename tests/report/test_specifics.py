@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ctvl.eval.labeler import ReportLabeler
-from ctvl.report.locations import location_phrases, misplaced, placed_for, same_kind
+from ctvl.report.specifics import misplaced, placed_for, same_kind, specific_phrases
 
 LABEL = ReportLabeler().label
 FINDINGS = (
@@ -12,10 +12,10 @@ FINDINGS = (
 )
 
 
-def test_location_phrases_find_lobes_lungs_and_sided_effusions() -> None:
+def test_specific_phrases_find_lobes_lungs_and_sided_effusions() -> None:
     text = "Nodule in the Right upper lobe. Opacity in the left lung. Bilateral pleural effusions."
-    assert [p for _, p in location_phrases(text)] == ["right upper lobe", "left lung", "bilateral pleural effusion"]
-    assert [text[i : i + 5] for i, _ in location_phrases(text)] == ["Right", "left ", "Bilat"]
+    assert [p for _, p in specific_phrases(text)] == ["right upper lobe", "left lung", "bilateral pleural effusion"]
+    assert [text[i : i + 5] for i, _ in specific_phrases(text)] == ["Right", "left ", "Bilat"]
 
 
 def test_an_impression_that_agrees_is_not_misplaced() -> None:
@@ -44,6 +44,15 @@ def test_sentences_without_a_label_the_findings_state_are_left_to_the_label_chec
 
 
 def test_placed_for_lists_the_findings_locations_of_a_label_in_order() -> None:
-    assert placed_for(FINDINGS, ["Lung nodule"], LABEL) == ["right lung", "right lower lobe"]
-    assert placed_for(FINDINGS, ["Pleural effusion"], LABEL) == ["left pleural effusion"]
+    assert placed_for(FINDINGS, ["Lung nodule"], LABEL) == ["right lung", "8 mm", "right lower lobe"]
+    assert placed_for(FINDINGS, ["Pleural effusion"], LABEL) == ["left pleural effusion", "20 mm"]
     assert same_kind("right lung", "left upper lobe") and not same_kind("right lung", "left pleural effusion")
+
+
+def test_a_size_the_findings_do_not_give_is_misplaced() -> None:
+    findings = "A solid nodule measuring 8 mm is seen in the right lower lobe."
+    moved = misplaced(findings, "Pulmonary nodule of 5 mm in the right lower lobe.", LABEL)
+    assert [m.phrase for m in moved] == ["5 mm"]
+    assert misplaced(findings, "Pulmonary nodule of 8 mm in the right lower lobe.", LABEL) == []
+    assert placed_for(findings, ["Lung nodule"], LABEL) == ["8 mm", "right lower lobe"]
+    assert same_kind("8 mm", "5 mm") and not same_kind("8 mm", "right lower lobe")

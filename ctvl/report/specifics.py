@@ -1,16 +1,18 @@
-"""Where a report puts its findings: lobe, lung and sided-effusion phrases, and impressions that move them.
+"""Where and how big a report says each finding is, and impressions that say otherwise than their findings.
 
 The label-level check (:meth:`ctvl.eval.labeler.ReportLabeler.contradictions`) sees an impression that
-affirms what the findings rule out; it does not see one that moves a finding: "2 pulmonary nodules ...; the
-largest is 8 mm, in the right lower lobe." in the findings and "Pulmonary nodule of 8 mm in the left lower
-lobe." in the impression. The shipped phantom model writes such a pair in 24 of 120 held-out reports
-(seed 7); the reference reports never do (0 of 500, seeds 0 and 7).
+affirms what the findings rule out; it does not see one that moves or resizes a finding: "A solid nodule
+measuring 8 mm is seen in the right lower lobe." in the findings and "Pulmonary nodule of 5 mm in the left
+lower lobe." in the impression. On 120 held-out seed-7 phantoms the previous shipped model moved a finding in
+47 reports, and the current one gives a size the findings do not in 45; the reference reports do neither
+(0 of 2,500 moved, seeds 0 and 7; 0 of 120 resized).
 
-An impression sentence is *misplaced* when it names a location (:data:`LOCATION`) that no findings
-sentence stating one of the same labels names. Sentences stating no label, and labels the findings never
-state, are left to the label-level checks.
+The specifics (:data:`SPECIFIC`) are locations (a lobe, "right/left lung", a sided pleural effusion) and sizes
+("8 mm"). An impression sentence states one *misplaced* when no findings sentence stating one of the same
+labels names it. Sentences stating no label, and labels the findings never state, are left to the label-level
+checks.
 
-Written by hand: no library reads locations out of report text.
+Written by hand: no library reads locations or sizes out of report text.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["LOCATION", "Misplaced", "location_phrases", "misplaced", "placed_for", "same_kind"]
+__all__ = ["SPECIFIC", "Misplaced", "specific_phrases", "misplaced", "placed_for", "same_kind"]
 
-LOCATION = re.compile(
-    r"\b(?:(?:right|left) (?:upper|middle|lower) lobe|(?:right|left) lung|(?:right|left|bilateral) pleural effusion)",
+SPECIFIC = re.compile(
+    r"\b(?:(?:right|left) (?:upper|middle|lower) lobe|(?:right|left) lung|(?:right|left|bilateral) pleural effusion"
+    r"|\d+(?:\.\d+)? mm\b)",
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -30,16 +33,16 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 @dataclass(frozen=True)
 class Misplaced:
-    """One location an impression names that the findings do not name for the same finding."""
+    """One location or size an impression states that the findings do not state for the same finding."""
 
     start: int  # character offset of the phrase in the impression text
     phrase: str  # the phrase, lower case ("left lower lobe")
     labels: tuple[str, ...]  # the labels its impression sentence states
 
 
-def location_phrases(text: str) -> list[tuple[int, str]]:
-    """(character offset, lower-case phrase) of each location :data:`LOCATION` finds in ``text``."""
-    return [(m.start(), m.group(0).lower()) for m in LOCATION.finditer(text)]
+def specific_phrases(text: str) -> list[tuple[int, str]]:
+    """(character offset, lower-case phrase) of each location or size :data:`SPECIFIC` finds in ``text``."""
+    return [(m.start(), m.group(0).lower()) for m in SPECIFIC.finditer(text)]
 
 
 def _sentences(text: str) -> list[tuple[int, str]]:
@@ -54,21 +57,27 @@ def _sentences(text: str) -> list[tuple[int, str]]:
 
 
 def placed_for(findings: str, labels: Sequence[str], label: Callable[[str], dict[str, int]]) -> list[str]:
-    """Locations the findings sentences stating any of ``labels`` name, in order of first mention, lower case."""
+    """Locations and sizes the findings sentences stating any of ``labels`` name, in order, lower case."""
     wanted, out = set(labels), []
     for _, sentence in _sentences(findings):
         if wanted & {name for name, v in label(sentence).items() if v}:
-            out += [phrase for _, phrase in location_phrases(sentence) if phrase not in out]
+            out += [phrase for _, phrase in specific_phrases(sentence) if phrase not in out]
     return out
 
 
+def _kind(phrase: str) -> str:
+    if phrase.endswith(" mm"):
+        return "size"
+    return "pleura" if phrase.endswith("pleural effusion") else "lung"
+
+
 def same_kind(a: str, b: str) -> bool:
-    """Whether two location phrases can stand for each other: both lung regions, or both pleural sides."""
-    return a.endswith("pleural effusion") == b.endswith("pleural effusion")
+    """Whether two phrases can stand for each other: both lung regions, both pleural sides, or both sizes."""
+    return _kind(a) == _kind(b)
 
 
 def misplaced(findings: str, impression: str, label: Callable[[str], dict[str, int]]) -> list[Misplaced]:
-    """Locations the impression names for a finding that the findings place elsewhere.
+    """Locations and sizes the impression gives a finding that the findings do not give it.
 
     Args:
         findings: the findings section.
@@ -81,7 +90,7 @@ def misplaced(findings: str, impression: str, label: Callable[[str], dict[str, i
     placed: dict[str, set[str]] = {}
     for _, sentence in _sentences(findings):
         stated = [name for name, v in label(sentence).items() if v]
-        for _, phrase in location_phrases(sentence):
+        for _, phrase in specific_phrases(sentence):
             for name in stated:
                 placed.setdefault(name, set()).add(phrase)
     out: list[Misplaced] = []
@@ -92,7 +101,7 @@ def misplaced(findings: str, impression: str, label: Callable[[str], dict[str, i
         where = set().union(*(placed[name] for name in stated))
         out.extend(
             Misplaced(start=begin + at, phrase=phrase, labels=stated)
-            for at, phrase in location_phrases(sentence)
+            for at, phrase in specific_phrases(sentence)
             if phrase not in where
         )
     return out
