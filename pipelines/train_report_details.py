@@ -25,7 +25,7 @@ Steps (each reused when its output is there, so a re-run continues):
 4. ``details.json`` and ``card_section.md`` in ``--out``; unless ``--quick`` or ``--no-install``, the new
    bundle replaces the shipped one when its duplicate fraction is lower on both held-out sets, its
    macro-F1 is no more than 0.01 below the shipped one's on either, no more of its impressions place a
-   finding where the findings do not (``misplaced``, :mod:`ctvl.report.locations`), and decoding had to drop
+   finding where the findings do not (``misplaced``, :mod:`ctvl.report.specifics`), and decoding had to drop
    such an impression sentence in at most 1 % more of its reports.
 
 Measured (2026-12-07, not installed then): duplicates 0.288 -> 0.224 (seed 0 valid) and 0.308 -> 0.236
