@@ -45,7 +45,7 @@ from typing import Protocol
 
 import torch
 
-from ctvl.report.specifics import misplaced, placed_for, same_kind
+from ctvl.report.specifics import misplaced, same_kind
 
 __all__ = [
     "MAX_REDECODES",
@@ -229,14 +229,12 @@ def _moved(
     k: int,
     labeler: TextLabeler,
 ) -> tuple[int, list[int]] | None:
-    """Where the impression (mark at ``k`` in ``ids``) first misplaces a finding that the findings place in a
-    location of the same kind, and that location's ids; None when no misplaced phrase has one."""
+    """Where the impression (mark at ``k`` in ``ids``) first gives a finding a location or size that the
+    findings replace with one of the same kind, and that one's ids; None when no misplaced phrase has one."""
     impression_ids = list(ids[k + 1 :])
-    findings, impression = decode(ids[:k]), decode(impression_ids)
-    for moved in misplaced(findings, impression, labeler.label):
-        sentence = impression[: moved.start].rsplit(".", 1)[-1] + impression[moved.start :].split(".", 1)[0]
-        options = [p for p in placed_for(findings, moved.labels, labeler.label) if p not in sentence.lower()]
-        options = [p for p in options if same_kind(p, moved.phrase)]
+    impression = decode(impression_ids)
+    for moved in misplaced(decode(ids[:k]), impression, labeler.label):
+        options = [p for p in moved.given if p not in moved.sentence.lower() and same_kind(p, moved.phrase)]
         if not options:
             continue
         j = token_at(decode, impression_ids, moved.start)

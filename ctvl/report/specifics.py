@@ -38,6 +38,8 @@ class Misplaced:
     start: int  # character offset of the phrase in the impression text
     phrase: str  # the phrase, lower case ("left lower lobe")
     labels: tuple[str, ...]  # the labels its impression sentence states
+    sentence: str  # that impression sentence
+    given: tuple[str, ...]  # what the findings state for those labels (:func:`placed_for`), in order
 
 
 def specific_phrases(text: str) -> list[tuple[int, str]]:
@@ -87,21 +89,16 @@ def misplaced(findings: str, impression: str, label: Callable[[str], dict[str, i
     Returns:
         The misplaced phrases in the order they occur in ``impression`` (empty when every location agrees).
     """
-    placed: dict[str, set[str]] = {}
-    for _, sentence in _sentences(findings):
-        stated = [name for name, v in label(sentence).items() if v]
-        for _, phrase in specific_phrases(sentence):
-            for name in stated:
-                placed.setdefault(name, set()).add(phrase)
+    stated_in_findings = {name for _, sentence in _sentences(findings) for name, v in label(sentence).items() if v}
     out: list[Misplaced] = []
     for begin, sentence in _sentences(impression):
-        stated = tuple(name for name, v in label(sentence).items() if v and name in placed)
-        if not stated:
+        stated = tuple(name for name, v in label(sentence).items() if v and name in stated_in_findings)
+        given = tuple(placed_for(findings, stated, label)) if stated else ()
+        if not given:
             continue
-        where = set().union(*(placed[name] for name in stated))
         out.extend(
-            Misplaced(start=begin + at, phrase=phrase, labels=stated)
+            Misplaced(start=begin + at, phrase=phrase, labels=stated, sentence=sentence, given=given)
             for at, phrase in specific_phrases(sentence)
-            if phrase not in where
+            if phrase not in given
         )
     return out

@@ -40,6 +40,18 @@ def report_ids(text: ReportTextTokenizer, findings: str, impression: str) -> lis
     return text.target(findings, impression)[:-1]  # generated ids stop before <eos>
 
 
+def consistent(text: ReportTextTokenizer, ids: list[int], **kwargs) -> ConsistentReport:
+    """``make_consistent`` with the text tokenizer's split/decode and the shared labeler; ``kwargs`` the rest."""
+    return make_consistent(
+        ids,
+        split=text.split_report,
+        decode=text.decode,
+        impression_id=text.special[IMPRESSION],
+        labeler=LABELER,
+        **kwargs,
+    )
+
+
 def test_first_token_ban_acts_on_the_first_step_only() -> None:
     ban = FirstTokenBan(banned=[2, 5])
     scores = torch.zeros(3, 8)
@@ -70,12 +82,9 @@ def test_impression_sentence_is_redecoded_when_the_model_reads_absent(text: Repo
         calls.append((len(prefix), banned))
         return prefix + text.encode("Cardiomegaly.")
 
-    out = make_consistent(
+    out = consistent(
+        text,
         ids,
-        split=text.split_report,
-        decode=text.decode,
-        impression_id=text.special[IMPRESSION],
-        labeler=LABELER,
         present=lambda label: False,
         redecode=redecode,
     )
@@ -92,12 +101,9 @@ def test_findings_sentence_is_redecoded_when_the_model_reads_present(text: Repor
         seen.append(len(prefix))
         return prefix + report_ids(text, "Mediastinal lymph nodes are enlarged.", "Mediastinal lymphadenopathy.")
 
-    out = make_consistent(
+    out = consistent(
+        text,
         ids,
-        split=text.split_report,
-        decode=text.decode,
-        impression_id=text.special[IMPRESSION],
-        labeler=LABELER,
         present=lambda label: label == "Lymphadenopathy",
         redecode=redecode,
     )
@@ -106,12 +112,9 @@ def test_findings_sentence_is_redecoded_when_the_model_reads_present(text: Repor
 
 def test_a_stubborn_contradiction_stops_after_the_limit(text: ReportTextTokenizer) -> None:
     ids = report_ids(text, TEXTS[0], "Mediastinal lymphadenopathy.")
-    out = make_consistent(
+    out = consistent(
+        text,
         ids,
-        split=text.split_report,
-        decode=text.decode,
-        impression_id=text.special[IMPRESSION],
-        labeler=LABELER,
         present=lambda label: False,
         redecode=lambda prefix, banned: ids,
         max_redecodes=3,
@@ -236,12 +239,9 @@ def _location_fix(text: ReportTextTokenizer, impression: str, continuation: str,
         calls.append((text.decode(prefix), banned))
         return prefix + text.encode(continuation)
 
-    out = make_consistent(
+    out = consistent(
+        text,
         ids,
-        split=text.split_report,
-        decode=text.decode,
-        impression_id=text.special[IMPRESSION],
-        labeler=LABELER,
         present=lambda label: True,
         redecode=redecode,
         encode=text.encode if encode else None,
